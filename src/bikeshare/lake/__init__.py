@@ -1,0 +1,1 @@
+"""Lake: paths, partitions, atomic Parquet writes and DuckDB views."""

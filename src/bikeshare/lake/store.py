@@ -1,0 +1,260 @@
+"""The lake: a folder or an S3 prefix of Hive-partitioned Parquet, written atomically.
+
+Only this module and :mod:`bikeshare.lake.tables` know paths. Writes go to a temporary name
+and are renamed into place (a single PUT on S3), so a reader never sees half a file and a crash
+never leaves half a partition. DuckDB reads the same files through views (:meth:`Lake.connect`).
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import duckdb
+import fsspec
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bikeshare.lake.tables import ALL_TABLES, Grain, TableSpec
+
+PARQUET_COMPRESSION = "zstd"
+
+
+def partition_value(ts: datetime | pd.Timestamp, grain: Grain) -> str:
+    """The ``dt=`` value for a UTC instant at the table's grain."""
+    ts = pd.Timestamp(ts)
+    if ts.tzinfo is None:
+        raise ValueError(f"partition time {ts} has no timezone; lake partitions are UTC")
+    ts = ts.tz_convert("UTC")
+    return ts.strftime("%Y-%m-%d-%H-%M" if grain is Grain.MINUTE else "%Y-%m-%d")
+
+
+def parse_partition_value(value: str) -> pd.Timestamp:
+    """Inverse of :func:`partition_value` for either grain."""
+    fmt = "%Y-%m-%d-%H-%M" if value.count("-") == 4 else "%Y-%m-%d"
+    return pd.Timestamp(datetime.strptime(value, fmt).replace(tzinfo=UTC))
+
+
+@dataclass(frozen=True)
+class Lake:
+    """Hive-partitioned Parquet tables under one root URI (local path or ``s3://``)."""
+
+    root: str
+    fs: fsspec.AbstractFileSystem
+
+    @classmethod
+    def open(cls, uri: str, *, s3_endpoint_url: str | None = None) -> Lake:
+        """Open a lake at a folder path or an ``s3://bucket/prefix`` URI."""
+        if uri.startswith("s3://"):
+            import s3fs
+
+            client_kwargs = {"endpoint_url": s3_endpoint_url} if s3_endpoint_url else {}
+            fs = s3fs.S3FileSystem(client_kwargs=client_kwargs, skip_instance_cache=True)
+            return cls(root=uri.rstrip("/"), fs=fs)
+        if "://" in uri and not uri.startswith("file://"):
+            raise ValueError(f"unsupported lake URI {uri!r}: use a folder path or s3://bucket/prefix")
+        local = uri.removeprefix("file://")
+        fs = fsspec.filesystem("file")
+        root = fs._strip_protocol(local)
+        fs.makedirs(root, exist_ok=True)
+        return cls(root=root.rstrip("/") or "/", fs=fs)
+
+    @property
+    def is_remote(self) -> bool:
+        return self.root.startswith("s3://")
+
+    # ---- paths -------------------------------------------------------------------------------
+    def table_root(self, spec: TableSpec) -> str:
+        return f"{self.root}/{spec.prefix}"
+
+    def partition_dir(self, spec: TableSpec, *, city: str, dt: str) -> str:
+        return f"{self.table_root(spec)}/city={city}/dt={dt}"
+
+    def file_path(self, spec: TableSpec, *, city: str, dt: str, name: str) -> str:
+        return f"{self.partition_dir(spec, city=city, dt=dt)}/{name}.parquet"
+
+    def glob(self, spec: TableSpec) -> str:
+        return f"{self.table_root(spec)}/city=*/dt=*/*.parquet"
+
+    # ---- writes ------------------------------------------------------------------------------
+    def write(
+        self,
+        spec: TableSpec,
+        data: pd.DataFrame | pa.Table,
+        *,
+        city: str,
+        dt: str,
+        name: str,
+        overwrite: bool = False,
+    ) -> str | None:
+        """Write one Parquet file into a partition atomically; return its path.
+
+        Returns ``None`` without writing when the file exists and ``overwrite`` is false, which is
+        what makes re-runs idempotent.
+        """
+        path = self.file_path(spec, city=city, dt=dt, name=name)
+        if not overwrite and self.fs.exists(path):
+            return None
+        table = conform(data, spec.schema)
+        self.write_bytes(path, _parquet_bytes(table))
+        return path
+
+    def write_bytes(self, path: str, payload: bytes) -> None:
+        """Put bytes at ``path`` so that readers see all of them or nothing."""
+        if self.is_remote:
+            with self.fs.open(path, "wb") as handle:  # one PUT: S3 objects appear whole
+                handle.write(payload)
+            return
+        parent = path.rsplit("/", 1)[0]
+        self.fs.makedirs(parent, exist_ok=True)
+        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+        with self.fs.open(tmp, "wb") as handle:
+            handle.write(payload)
+        self.fs.mv(tmp, path)
+
+    def read_bytes(self, path: str) -> bytes:
+        with self.fs.open(path, "rb") as handle:
+            return handle.read()
+
+    def exists(self, spec: TableSpec, *, city: str, dt: str, name: str) -> bool:
+        return bool(self.fs.exists(self.file_path(spec, city=city, dt=dt, name=name)))
+
+    def delete_partition(self, spec: TableSpec, *, city: str, dt: str) -> None:
+        """Remove one partition (used to rebuild derived tables such as features)."""
+        path = self.partition_dir(spec, city=city, dt=dt)
+        if self.fs.exists(path):
+            self.fs.rm(path, recursive=True)
+
+    # ---- reads -------------------------------------------------------------------------------
+    def partitions(self, spec: TableSpec, *, city: str) -> list[str]:
+        """Sorted ``dt`` values that hold at least one file."""
+        pattern = f"{self.table_root(spec)}/city={city}/dt=*/*.parquet"
+        values = {p.rsplit("/", 2)[-2].removeprefix("dt=") for p in self.fs.glob(pattern)}
+        return sorted(values)
+
+    def files(self, spec: TableSpec, *, city: str, dts: Iterable[str] | None = None) -> list[str]:
+        if dts is None:
+            return sorted(self.fs.glob(f"{self.table_root(spec)}/city={city}/dt=*/*.parquet"))
+        out: list[str] = []
+        for dt in dts:
+            out.extend(self.fs.glob(f"{self.partition_dir(spec, city=city, dt=dt)}/*.parquet"))
+        return sorted(out)
+
+    def read(self, spec: TableSpec, *, city: str, dts: Iterable[str] | None = None) -> pa.Table:
+        """Read a table's files for one city (optionally some partitions) into one Arrow table."""
+        tables = []
+        for path in self.files(spec, city=city, dts=dts):
+            with self.fs.open(path, "rb") as handle:
+                tables.append(conform(pq.read_table(handle), spec.schema))
+        if not tables:
+            return spec.schema.empty_table()
+        return pa.concat_tables(tables)
+
+    # ---- DuckDB ------------------------------------------------------------------------------
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with one view per lake table (our Athena)."""
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        if self.is_remote:
+            con.register_filesystem(self.fs)
+        self.refresh_views(con)
+        return con
+
+    def refresh_views(self, con: duckdb.DuckDBPyConnection) -> None:
+        """(Re)create every view; a table that has no file yet is an empty view of its schema."""
+        from bikeshare.lake.views import DERIVED_VIEWS
+
+        for spec in ALL_TABLES:
+            con.execute(f"CREATE OR REPLACE VIEW {spec.name} AS {self.scan_sql(spec)}")
+        for name, sql in DERIVED_VIEWS.items():
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
+
+    def scan_sql(self, spec: TableSpec, *, city: str | None = None, dts: Iterable[str] | None = None) -> str:
+        """SQL that scans a table (all of it, or some partitions of one city)."""
+        if city is not None and dts is not None:
+            paths = self.files(spec, city=city, dts=dts)
+        elif city is not None:
+            paths = self.fs.glob(f"{self.table_root(spec)}/city={city}/dt=*/*.parquet")
+        else:
+            paths = self.fs.glob(self.glob(spec))
+        if not paths:
+            return empty_select_sql(spec)
+        if city is None and dts is None:
+            source = _sql_str(self.glob(spec))
+        else:
+            source = "[" + ", ".join(_sql_str(self._duck_path(p)) for p in sorted(paths)) + "]"
+        return (
+            f"SELECT * FROM read_parquet({source}, hive_partitioning = true, union_by_name = true, "
+            "hive_types = {'city': VARCHAR, 'dt': VARCHAR})"
+        )
+
+    def _duck_path(self, path: str) -> str:
+        if self.is_remote and not path.startswith("s3://"):
+            return f"s3://{path}"
+        return path
+
+
+def conform(data: pd.DataFrame | pa.Table, schema: pa.Schema) -> pa.Table:
+    """Cast a frame to the table's schema: same columns, same order, same types.
+
+    Columns the schema does not name are refused, so nothing is written silently out of contract.
+    """
+    table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
+    table = table.drop_columns([c for c in ("city", "dt") if c in table.column_names and c not in schema.names])
+    extra = sorted(set(table.column_names) - set(schema.names))
+    if extra:
+        raise ValueError(f"columns {extra} are not in the table schema {schema.names}")
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            column = table.column(field.name)
+            if column.type != field.type:
+                try:
+                    column = column.cast(field.type)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    raise ValueError(f"column {field.name!r} cannot be stored as {field.type}: {exc}") from exc
+            columns.append(column)
+        else:
+            columns.append(pa.nulls(table.num_rows, field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def empty_select_sql(spec: TableSpec) -> str:
+    """A typed zero-row SELECT so that views exist before the first write."""
+    cols = ", ".join(f"CAST(NULL AS {duck_type(f.type)}) AS {f.name}" for f in spec.schema)
+    return f"SELECT {cols}, CAST(NULL AS VARCHAR) AS city, CAST(NULL AS VARCHAR) AS dt WHERE false"
+
+
+def duck_type(arrow_type: pa.DataType) -> str:
+    """DuckDB type name of an Arrow type used in our schemas."""
+    if pa.types.is_timestamp(arrow_type):
+        return "TIMESTAMPTZ" if arrow_type.tz else "TIMESTAMP"
+    mapping = {
+        pa.string(): "VARCHAR",
+        pa.large_string(): "VARCHAR",
+        pa.bool_(): "BOOLEAN",
+        pa.int8(): "TINYINT",
+        pa.int16(): "SMALLINT",
+        pa.int32(): "INTEGER",
+        pa.int64(): "BIGINT",
+        pa.float32(): "FLOAT",
+        pa.float64(): "DOUBLE",
+        pa.date32(): "DATE",
+    }
+    if arrow_type in mapping:
+        return mapping[arrow_type]
+    raise TypeError(f"no DuckDB type for Arrow type {arrow_type}")
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression=PARQUET_COMPRESSION)
+    return buffer.getvalue()
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"

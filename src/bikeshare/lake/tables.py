@@ -1,0 +1,172 @@
+"""Every table of the lake: where it lives, how it is partitioned, and its Arrow schema.
+
+This is the one place that knows the layout. Stages name a :class:`TableSpec` and the
+:class:`~bikeshare.lake.store.Lake` turns it into paths, atomic writes and DuckDB views.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import pyarrow as pa
+
+UTC_TS = pa.timestamp("us", tz="UTC")
+
+
+class Grain(StrEnum):
+    """Granularity of a table's ``dt=`` partition value (always UTC)."""
+
+    MINUTE = "minute"  # dt=YYYY-MM-DD-HH-mm
+    DAY = "day"  # dt=YYYY-MM-DD
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A lake table: ``<prefix>/city=<city>/dt=<dt>/<file>.parquet``, exposed as view ``name``."""
+
+    name: str
+    prefix: str
+    grain: Grain
+    schema: pa.Schema
+    description: str = ""
+
+
+STATION_STATUS = TableSpec(
+    name="station_status",
+    prefix="raw/station_status",
+    grain=Grain.MINUTE,
+    description="One row per station per feed snapshot, normalised from any GBFS version.",
+    schema=pa.schema(
+        [
+            ("station_id", pa.string()),
+            ("bikes", pa.int32()),
+            ("ebikes", pa.int32()),
+            ("docks", pa.int32()),
+            ("bikes_disabled", pa.int32()),
+            ("docks_disabled", pa.int32()),
+            ("is_installed", pa.bool_()),
+            ("is_renting", pa.bool_()),
+            ("is_returning", pa.bool_()),
+            ("last_reported", UTC_TS),
+            ("last_updated", UTC_TS),
+            ("fetched_at", UTC_TS),
+            ("batch_id", pa.string()),
+            # Row-level contract outcome: masked rows stay in the lake but are not scored.
+            ("masked", pa.bool_()),
+            ("mask_reasons", pa.string()),
+        ]
+    ),
+)
+
+STATION_INFORMATION = TableSpec(
+    name="station_information_versions",
+    prefix="raw/station_information",
+    grain=Grain.MINUTE,
+    description="Slowly changing dimension: one partition per distinct content, dt = valid_from.",
+    schema=pa.schema(
+        [
+            ("station_id", pa.string()),
+            ("name", pa.string()),
+            ("short_name", pa.string()),
+            ("capacity", pa.int32()),
+            ("lat", pa.float64()),
+            ("lon", pa.float64()),
+            ("region_id", pa.string()),
+            ("valid_from", UTC_TS),
+            ("fetched_at", UTC_TS),
+            ("batch_id", pa.string()),
+            ("content_hash", pa.string()),
+        ]
+    ),
+)
+
+SYSTEM_INFORMATION = TableSpec(
+    name="system_information_versions",
+    prefix="raw/system_information",
+    grain=Grain.MINUTE,
+    description="The system's name, timezone and language, one partition per distinct content.",
+    schema=pa.schema(
+        [
+            ("system_id", pa.string()),
+            ("name", pa.string()),
+            ("timezone", pa.string()),
+            ("language", pa.string()),
+            ("valid_from", UTC_TS),
+            ("fetched_at", UTC_TS),
+            ("content_hash", pa.string()),
+        ]
+    ),
+)
+
+INGEST_LOG = TableSpec(
+    name="ingest_log",
+    prefix="ingest_log",
+    grain=Grain.DAY,
+    description="One row per ingest batch: timings, counts, validation outcome, masked stations.",
+    schema=pa.schema(
+        [
+            ("batch_id", pa.string()),
+            ("feed", pa.string()),
+            ("source", pa.string()),
+            ("gbfs_version", pa.string()),
+            ("fetched_at", UTC_TS),
+            ("published_at", UTC_TS),  # the feed's last_updated
+            ("committed_at", UTC_TS),
+            ("ingest_latency_s", pa.float64()),  # published_at -> committed_at
+            ("outcome", pa.string()),  # committed | duplicate | unchanged | quarantined | fetch_failed
+            ("reason", pa.string()),
+            ("rows_in", pa.int64()),
+            ("rows_written", pa.int64()),
+            ("rows_masked", pa.int64()),
+            ("row_pass_rate", pa.float64()),
+            ("masked_by_reason", pa.string()),  # JSON object: reason -> count
+            ("path", pa.string()),
+        ]
+    ),
+)
+
+QUARANTINE = TableSpec(
+    name="quarantine",
+    prefix="quarantine",
+    grain=Grain.DAY,
+    description="Rejected batches: the reason row here, the original payload beside it.",
+    schema=pa.schema(
+        [
+            ("batch_id", pa.string()),
+            ("feed", pa.string()),
+            ("source", pa.string()),
+            ("fetched_at", UTC_TS),
+            ("published_at", UTC_TS),
+            ("reason_code", pa.string()),
+            ("reason", pa.string()),  # JSON: machine-readable details
+            ("payload_path", pa.string()),
+        ]
+    ),
+)
+
+WEATHER = TableSpec(
+    name="weather",
+    prefix="weather",
+    grain=Grain.DAY,
+    description="Hourly Meteostat observations at the station nearest the system's centre.",
+    schema=pa.schema(
+        [
+            ("time", UTC_TS),
+            ("weather_station", pa.string()),
+            ("temp_c", pa.float64()),
+            ("precip_mm", pa.float64()),
+            ("wind_kmh", pa.float64()),
+            ("condition_code", pa.int32()),
+        ]
+    ),
+)
+
+ALL_TABLES: tuple[TableSpec, ...] = (
+    STATION_STATUS,
+    STATION_INFORMATION,
+    SYSTEM_INFORMATION,
+    INGEST_LOG,
+    QUARANTINE,
+    WEATHER,
+)

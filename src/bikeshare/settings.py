@@ -1,0 +1,192 @@
+"""One typed settings object for the whole system.
+
+Values come, highest priority first, from: explicit keyword arguments, environment variables
+prefixed ``BIKESHARE_``, a ``.env`` file, and an optional TOML config file named by
+``BIKESHARE_CONFIG`` (or passed to :func:`load_settings`). Build it once at start-up and pass it down.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+# Public GBFS discovery URLs for the cities that ship as presets. Any other gbfs.json URL works
+# through ``feed_url``.
+CITY_FEED_PRESETS: dict[str, str] = {
+    "sf": "https://gbfs.baywheels.com/gbfs/gbfs.json",
+    "nyc": "https://gbfs.citibikenyc.com/gbfs/gbfs.json",
+    "paris": "https://velib-metropole-opendata.smovengo.cloud/opendata/Velib_Metropole/gbfs.json",
+}
+
+CONFIG_ENV_VAR = "BIKESHARE_CONFIG"
+
+
+class Settings(BaseSettings):
+    """Every tunable of the system, typed and documented in one place."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BIKESHARE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    # --- where things live -------------------------------------------------------------------
+    city: str = Field("sf", pattern=r"^[a-z0-9_-]+$", description="City key used in lake partitions and model names.")
+    feed_url: str | None = Field(None, description="gbfs.json discovery URL; defaults to the city's preset.")
+    lake_uri: str = Field("./lake", description="Root of the Parquet lake: a folder or an s3:// URI.")
+    state_dir: Path = Field(Path("./.bikeshare"), description="Local state: MLflow SQLite store, caches, pid files.")
+    s3_endpoint_url: str | None = Field(None, description="Custom S3 endpoint (MinIO, moto) for an s3:// lake.")
+    mlflow_tracking_uri: str | None = Field(None, description="Defaults to a SQLite store under state_dir.")
+
+    # --- ingest ------------------------------------------------------------------------------
+    poll_interval_s: float = Field(
+        60.0, gt=0, description="Seconds between feed polls (the feed's ttl can only lengthen it)."
+    )
+    http_timeout_s: float = Field(10.0, gt=0)
+    retry_attempts: int = Field(4, ge=1, description="Attempts per request before a batch is given up.")
+    retry_base_delay_s: float = Field(0.5, ge=0, description="First back-off delay; doubles per attempt, with jitter.")
+    retry_max_delay_s: float = Field(30.0, ge=0)
+    breaker_failure_threshold: int = Field(3, ge=1, description="Failed batches in a row that open the circuit.")
+    breaker_reset_s: float = Field(120.0, ge=0, description="Seconds an open circuit waits before a trial request.")
+
+    # --- data contract -----------------------------------------------------------------------
+    contract_max_missing_frac: float = Field(
+        0.05, ge=0, le=1, description="Missing share of a required field that rejects a batch."
+    )
+    contract_capacity_slack: int = Field(
+        5, ge=0, description="bikes+docks may exceed capacity by this much before it is out of range."
+    )
+    contract_max_over_capacity_frac: float = Field(
+        0.05, ge=0, le=1, description="Share of stations far over capacity that rejects a batch."
+    )
+    contract_future_skew_s: float = Field(
+        300.0, ge=0, description="Allowed clock skew for last_reported ahead of last_updated."
+    )
+    stale_report_s: float = Field(
+        3600.0, gt=0, description="A station whose last_reported lags last_updated by more is stale and masked."
+    )
+
+    # --- weather -----------------------------------------------------------------------------
+    weather_enabled: bool = True
+    meteostat_hourly_endpoint: str | None = Field(
+        None, description="Sets MS_HOURLY_ENDPOINT for a local Meteostat mirror."
+    )
+    meteostat_cache_dir: Path | None = Field(None, description="Sets MS_CACHE_DIRECTORY; defaults under state_dir.")
+
+    # --- features and labels ------------------------------------------------------------------
+    grid_minutes: int = Field(5, ge=1, le=60)
+    max_snapshot_age_min: int = Field(30, ge=1, description="A grid slot whose latest snapshot is older is missing.")
+    horizon_min: int = Field(30, ge=1, description="Prediction horizon of the KPI model.")
+    shortage_threshold: int = Field(2, ge=0, description="A station is short when bikes (or docks) <= this.")
+    neighbour_radius_m: float = Field(500.0, gt=0)
+    forecast_horizons_min: list[int] = Field(default_factory=lambda: [15, 30, 60, 90, 120])
+
+    # --- training, gate ----------------------------------------------------------------------
+    fbeta: float = Field(1.0, gt=0, description="Beta of the F-score the decision threshold maximises on validation.")
+    kpi_min_pr_auc: float = Field(0.70, ge=0, le=1)
+    kpi_min_f1: float = Field(0.55, ge=0, le=1)
+    max_overfit_gap: float = Field(0.1, ge=0, description="Largest allowed train-minus-validation PR-AUC.")
+    random_seed: int = 7
+
+    # --- serving -----------------------------------------------------------------------------
+    serve_host: str = "127.0.0.1"
+    serve_port: int = Field(8080, ge=0, le=65535)
+    serve_alias: str = Field("production", pattern=r"^(production|staging)$")
+    serve_api_key: str | None = Field(None, description="When set, every route but /ping and /healthz needs X-API-Key.")
+    serve_canary_share: float = Field(0.0, ge=0, le=1, description="Share of requests answered by the staging model.")
+    serve_max_batch_rows: int = Field(5000, ge=1)
+    serve_model_poll_s: float = Field(10.0, gt=0, description="How often the endpoint checks whether its alias moved.")
+    serve_threads_per_worker: int = Field(1, ge=1, description="LightGBM threads per request worker.")
+    endpoint_url: str | None = Field(
+        None, description="Endpoint the batch job calls; defaults to serve_host:serve_port."
+    )
+
+    # --- schedules ---------------------------------------------------------------------------
+    infer_interval_min: int = Field(5, ge=1)
+    monitor_interval_min: int = Field(60, ge=1)
+    retrain_interval_h: int = Field(24, ge=1)
+    staging_min_online_hours: float = Field(
+        24.0, ge=0, description="Online quality hours staging needs before production."
+    )
+
+    # --- alerts ------------------------------------------------------------------------------
+    alert_rules_path: Path | None = Field(
+        None, description="YAML/TOML alert rules; defaults to the built-in seed rules."
+    )
+    alert_webhook_url: str | None = None
+    alert_smtp_host: str | None = None
+    alert_smtp_port: int = 25
+    alert_email_from: str = "bikeshare-alerts@localhost"
+    alert_email_to: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _resolve_defaults(self) -> Settings:
+        if self.feed_url is None and self.city in CITY_FEED_PRESETS:
+            self.feed_url = CITY_FEED_PRESETS[self.city]
+        if self.horizon_min % self.grid_minutes:
+            raise ValueError(
+                f"horizon_min ({self.horizon_min}) must be a multiple of grid_minutes ({self.grid_minutes})"
+            )
+        return self
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow tracking URI: the configured one, or SQLite under the state folder."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.state_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_root(self) -> str:
+        """Where MLflow keeps artifacts when it runs embedded."""
+        return (self.state_dir / "mlartifacts").resolve().as_uri()
+
+    @property
+    def resolved_endpoint_url(self) -> str:
+        return self.endpoint_url or f"http://{self.serve_host}:{self.serve_port}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        config_path = os.environ.get(CONFIG_ENV_VAR)
+        if config_path:
+            path = Path(config_path)
+            if not path.is_file():
+                raise FileNotFoundError(f"{CONFIG_ENV_VAR}={config_path}: no such config file")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings once at start-up; ``config_file`` is a TOML file of field names."""
+    if config_file is None:
+        return Settings(**overrides)
+    if not config_file.is_file():
+        raise FileNotFoundError(f"config file {config_file} does not exist")
+    previous = os.environ.get(CONFIG_ENV_VAR)
+    os.environ[CONFIG_ENV_VAR] = str(config_file)
+    try:
+        return Settings(**overrides)
+    finally:
+        if previous is None:
+            del os.environ[CONFIG_ENV_VAR]
+        else:
+            os.environ[CONFIG_ENV_VAR] = previous
