@@ -1,0 +1,1 @@
+"""Training: datasets, models, evaluation against persistence, model cards."""
