@@ -58,3 +58,64 @@ def sql(
         typer.echo(frame.to_json(orient="records", date_format="iso"))
     else:
         typer.echo(frame.to_string(index=False) if len(frame) else "(no rows)")
+
+
+weather_app = typer.Typer(no_args_is_help=True, help="Hourly weather from Meteostat 2.")
+app.add_typer(weather_app, name="weather")
+
+
+@weather_app.command("fetch")
+def weather_fetch(
+    ctx: typer.Context,
+    start: Annotated[
+        str | None, typer.Option(help="ISO date/time, UTC unless it has an offset; default: the lake's first status.")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option(help="Exclusive end; default: the hour after the lake's last status.")
+    ] = None,
+    lat: Annotated[float | None, typer.Option(help="Centre latitude; default: mean of the current stations.")] = None,
+    lon: Annotated[float | None, typer.Option(help="Centre longitude.")] = None,
+) -> None:
+    """Fetch hourly weather near the system's centre into the lake's `weather` table."""
+    from bikeshare.lake.store import Lake
+    from bikeshare.weather.job import fetch_and_store, parse_utc
+    from bikeshare.weather.meteostat_source import MeteostatSource
+
+    settings = settings_of(ctx)
+    if not settings.weather_enabled:
+        typer.echo("weather is disabled (weather_enabled=false); nothing fetched")
+        return
+    try:
+        start_ts = parse_utc(start) if start else None
+        end_ts = parse_utc(end) if end else None
+        source = MeteostatSource.from_settings(settings)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    lake = Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url)
+    try:
+        report = fetch_and_store(
+            lake=lake, source=source, city=settings.city, start=start_ts, end=end_ts, lat=lat, lon=lon
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    where = f"({report.centre[0]:.4f}, {report.centre[1]:.4f})" if report.centre else "no centre"
+    typer.echo(
+        f"weather {report.start:%Y-%m-%dT%H:%M}Z..{report.end:%Y-%m-%dT%H:%M}Z near {where}: "
+        f"{report.rows} hourly rows from station {report.weather_station or '-'}, {len(report.files)} files written"
+    )
+
+
+@weather_app.command("mirror")
+def weather_mirror(
+    dest: Annotated[Path, typer.Argument(help="Folder to write stations.db and hourly/<year>/<station>.csv.gz into.")],
+    stations: Annotated[Path, typer.Option(help="CSV: id,name,country,region,latitude,longitude,elevation,timezone")],
+    hourly: Annotated[Path, typer.Option(help="CSV: station,time,source and Meteostat parameters (temp, prcp, ...)")],
+) -> None:
+    """Build a local Meteostat mirror (set meteostat_mirror to its folder or its served URL)."""
+    from bikeshare.weather.mirror import build_mirror_from_csv
+
+    try:
+        files = build_mirror_from_csv(dest, stations_csv=stations, hourly_csv=hourly)
+    except (ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(f"wrote {len(files)} files under {dest}")

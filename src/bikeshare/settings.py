@@ -78,11 +78,32 @@ class Settings(BaseSettings):
     )
 
     # --- weather -----------------------------------------------------------------------------
-    weather_enabled: bool = True
+    weather_enabled: bool = Field(True, description="Fetch hourly weather; off means empty weather columns.")
     meteostat_hourly_endpoint: str | None = Field(
-        None, description="Sets MS_HOURLY_ENDPOINT for a local Meteostat mirror."
+        None,
+        description="Sets MS_HOURLY_ENDPOINT: URL or path template with {year} and {station}; "
+        "defaults to the mirror's, else Meteostat's own.",
+    )
+    meteostat_stations_db_endpoint: str | None = Field(
+        None,
+        description="URL or local path of the Meteostat stations.db; sets MS_STATIONS_DB_ENDPOINTS.",
+    )
+    meteostat_mirror: str | None = Field(
+        None,
+        description="Base URL or folder of a Meteostat mirror (stations.db, hourly/<year>/<station>.csv.gz); "
+        "fills whichever endpoint is unset.",
     )
     meteostat_cache_dir: Path | None = Field(None, description="Sets MS_CACHE_DIRECTORY; defaults under state_dir.")
+    meteostat_cache_enabled: bool = Field(
+        True, description="Sets MS_CACHE_ENABLE; Meteostat re-reads a cached year file at most daily."
+    )
+    meteostat_radius_km: float = Field(50.0, gt=0, description="Weather stations farther from the centre are ignored.")
+    meteostat_max_stations: int = Field(
+        3, ge=1, description="Nearest weather stations tried in turn until one has data."
+    )
+    meteostat_max_retries: int = Field(
+        1, ge=0, description="Sets MS_NETWORK_MAX_RETRIES (stations.db download; back-off 1 s, 2 s, ...)."
+    )
 
     # --- features and labels ------------------------------------------------------------------
     grid_minutes: int = Field(5, ge=1, le=60)
