@@ -130,9 +130,9 @@ class Lake:
             self.fs.rm(path, recursive=True)
 
     # ---- reads -------------------------------------------------------------------------------
-    def partitions(self, spec: TableSpec, *, city: str) -> list[str]:
-        """Sorted ``dt`` values that hold at least one file."""
-        pattern = f"{self.table_root(spec)}/city={city}/dt=*/*.parquet"
+    def partitions(self, spec: TableSpec, *, city: str, dt_glob: str = "*") -> list[str]:
+        """Sorted ``dt`` values that hold at least one file (``dt_glob`` narrows, e.g. ``2023-03-01*``)."""
+        pattern = f"{self.table_root(spec)}/city={city}/dt={dt_glob}/*.parquet"
         values = {p.rsplit("/", 2)[-2].removeprefix("dt=") for p in self.fs.glob(pattern)}
         return sorted(values)
 
