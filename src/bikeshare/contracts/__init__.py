@@ -1,0 +1,1 @@
+"""The data contract: Pandera schemas over normalised GBFS frames and the batch/row verdicts."""
