@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # --- where things live -------------------------------------------------------------------
     city: str = Field("sf", pattern=r"^[a-z0-9_-]+$", description="City key used in lake partitions and model names.")
     feed_url: str | None = Field(None, description="gbfs.json discovery URL; defaults to the city's preset.")
+    recording_path: Path | None = Field(
+        None, description="Recording folder for replay and backfill; defaults to the slice shipped in data/recordings."
+    )
     lake_uri: str = Field("./lake", description="Root of the Parquet lake: a folder or an s3:// URI.")
     state_dir: Path = Field(Path("./.bikeshare"), description="Local state: MLflow SQLite store, caches, pid files.")
     s3_endpoint_url: str | None = Field(None, description="Custom S3 endpoint (MinIO, moto) for an s3:// lake.")
