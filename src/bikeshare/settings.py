@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     state_dir: Path = Field(Path("./.bikeshare"), description="Local state: MLflow SQLite store, caches, pid files.")
     s3_endpoint_url: str | None = Field(None, description="Custom S3 endpoint (MinIO, moto) for an s3:// lake.")
     mlflow_tracking_uri: str | None = Field(None, description="Defaults to a SQLite store under state_dir.")
+    mlflow_http_max_retries: int = Field(
+        2, ge=0, description="Retries of a request to a remote MLflow server before the registry counts as unavailable."
+    )
+    mlflow_http_timeout_s: int = Field(10, ge=1, description="Timeout of one request to a remote MLflow server.")
 
     # --- ingest ------------------------------------------------------------------------------
     poll_interval_s: float = Field(
@@ -121,6 +125,13 @@ class Settings(BaseSettings):
     kpi_min_pr_auc: float = Field(0.70, ge=0, le=1)
     kpi_min_f1: float = Field(0.55, ge=0, le=1)
     max_overfit_gap: float = Field(0.1, ge=0, description="Largest allowed train-minus-validation PR-AUC.")
+    gate_max_holder_drop: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="PR-AUC (overall and on onsets) a candidate may lose against the current alias holder "
+        "scored on the same test window before the gate refuses it.",
+    )
     random_seed: int = 7
 
     # --- serving -----------------------------------------------------------------------------
