@@ -18,7 +18,7 @@ import httpx
 import orjson
 import pandas as pd
 
-from bikeshare.gbfs.normalise import FeedFormatError, detect_version
+from bikeshare.gbfs.normalise import FeedFormatError, detect_version, normalise_vehicle_types
 
 if TYPE_CHECKING:
     from bikeshare.settings import Settings
@@ -209,6 +209,7 @@ class GbfsClient:
         self._owns_http = owns_http
         self._index: FeedIndex | None = None
         self._cache: dict[str, _FeedCache] = {}
+        self._vehicle_types: dict[str, str] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, discovery_url: str | None = None, **kwargs: Any) -> GbfsClient:
@@ -269,6 +270,24 @@ class GbfsClient:
     def fetch(self, feed: str) -> FetchResult:
         """Fetch one feed, honouring its ttl and the server's validators (ETag / Last-Modified)."""
         return self._get(feed, self.feed_url(feed), use_cache=True)
+
+    def vehicle_types(self) -> dict[str, str] | None:
+        """vehicle_type_id -> propulsion_type when discovery lists ``vehicle_types`` (v2.1+), else None.
+
+        Pass it to :func:`~bikeshare.gbfs.normalise.normalise_station_status` so that e-bikes can be
+        counted from ``vehicle_types_available`` (v3.0 feeds have no ``num_ebikes_available``).
+        """
+        index = self._index or self.discover()
+        if "vehicle_types" not in index.feeds:
+            return None
+        result = self.fetch("vehicle_types")
+        if result.body is not None:
+            try:
+                doc = orjson.loads(result.body)
+            except orjson.JSONDecodeError as exc:
+                raise FeedFormatError(f"{result.url}: vehicle_types is not JSON ({exc})") from exc
+            self._vehicle_types = normalise_vehicle_types(doc)
+        return dict(self._vehicle_types or {})
 
     def _get(self, feed: str, url: str, *, use_cache: bool) -> FetchResult:
         cached = self._cache.get(url) if use_cache else None
