@@ -60,6 +60,94 @@ def sql(
         typer.echo(frame.to_string(index=False) if len(frame) else "(no rows)")
 
 
+recording_app = typer.Typer(no_args_is_help=True, help="GBFS recordings in the project's compact format.")
+app.add_typer(recording_app, name="recording")
+
+
+@recording_app.command("import")
+def recording_import(
+    ctx: typer.Context,
+    src: Annotated[
+        Path, typer.Argument(help="Folder of station_status/station_information/system_information.jsonl.gz")
+    ],
+    dest: Annotated[Path, typer.Argument(help="Recording folder to write (atomically).")],
+    start: Annotated[
+        str | None, typer.Option(help="Keep snapshots from this ISO time (UTC unless it has an offset).")
+    ] = None,
+    end: Annotated[str | None, typer.Option(help="Exclusive end, ISO.")] = None,
+    city: Annotated[str | None, typer.Option(help="City key for the manifest; default: the city setting.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing, non-empty DEST.")] = False,
+) -> None:
+    """Convert a JSON Lines GBFS recording (../shared/data format) into a recording folder."""
+    from bikeshare.gbfs.recording import RecordingError, import_jsonl_recording
+
+    settings = settings_of(ctx)
+    try:
+        rec = import_jsonl_recording(src, dest, start=start, end=end, city=city or settings.city, overwrite=overwrite)
+    except (RecordingError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    m = rec.manifest
+    typer.echo(
+        f"{dest}: {m['snapshots']} snapshots, {m['status_rows']} status rows, {m['stations']} stations, "
+        f"{m['information_versions']} information versions, {m['start']} .. {m['end']}"
+    )
+
+
+replay_app = typer.Typer(no_args_is_help=True, help="Serve a recording as a live GBFS feed on a virtual clock.")
+app.add_typer(replay_app, name="replay")
+
+
+@replay_app.command("serve")
+def replay_serve(
+    ctx: typer.Context,
+    recording: Annotated[
+        Path | None, typer.Option(help="Recording folder; default: recording_path, else the shipped slice.")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port on 127.0.0.1 (0 = any free port).")] = None,
+    speed: Annotated[
+        float | None, typer.Option(help="Recorded seconds per real second (60: a minute a second).")
+    ] = None,
+    gbfs_version: Annotated[str | None, typer.Option("--gbfs-version", help="1.1 | 2.3 | 3.0")] = None,
+    start: Annotated[str | None, typer.Option(help="Virtual start (ISO); default: the first snapshot.")] = None,
+) -> None:
+    """Serve gbfs.json and its feeds from a recording until Ctrl-C (control routes under /_replay/)."""
+    import signal
+    import threading
+
+    from bikeshare.gbfs.recording import Recording, RecordingError, default_recording_path
+    from bikeshare.gbfs.replay import ReplayServer
+
+    settings = settings_of(ctx)
+    path = recording or settings.recording_path or default_recording_path()
+    try:
+        opened = Recording.open(path)
+        server = ReplayServer(
+            opened,
+            gbfs_version=gbfs_version or settings.replay_gbfs_version,
+            speed=speed if speed is not None else settings.replay_speed,
+            start=start,
+            port=settings.replay_port if port is None else port,
+        )
+    except (RecordingError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.start()
+        state = server.clock_state()
+        typer.echo(
+            f"serving {path} as GBFS {server.gbfs_version} at {server.discovery_url} "
+            f"(speed {state['speed']:g}x, virtual start {state['now']}, Ctrl-C stops)"
+        )
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    typer.echo("replay server stopped")
+
+
 weather_app = typer.Typer(no_args_is_help=True, help="Hourly weather from Meteostat 2.")
 app.add_typer(weather_app, name="weather")
 

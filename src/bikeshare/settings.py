@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     recording_path: Path | None = Field(
         None, description="Recording folder for replay and backfill; defaults to the slice shipped in data/recordings."
     )
+    replay_port: int = Field(8765, ge=0, le=65535, description="Port of `bikeshare replay serve` on 127.0.0.1.")
+    replay_speed: float = Field(60.0, gt=0, description="Replay speed: recorded seconds per real second.")
+    replay_gbfs_version: str = Field(
+        "2.3", pattern=r"^(1\.1|2\.3|3\.0)$", description="GBFS version the replay server renders."
+    )
     lake_uri: str = Field("./lake", description="Root of the Parquet lake: a folder or an s3:// URI.")
     state_dir: Path = Field(Path("./.bikeshare"), description="Local state: MLflow SQLite store, caches, pid files.")
     s3_endpoint_url: str | None = Field(None, description="Custom S3 endpoint (MinIO, moto) for an s3:// lake.")

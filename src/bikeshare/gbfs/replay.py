@@ -91,6 +91,11 @@ class ReplayClock:
         self._anchor_virtual = virtual
         self._anchor_real = self._real()
 
+    def restart(self) -> None:
+        """Let virtual time run from the last anchor as of now (real time since then does not count)."""
+        with self._lock:
+            self._anchor_real = self._real()
+
     def now(self) -> pd.Timestamp:
         """The virtual UTC time."""
         with self._lock:
@@ -222,6 +227,7 @@ class ReplayServer:
         if self._httpd is not None:
             return self
         self._stopping.clear()
+        self.clock.restart()  # virtual time runs from the moment the server serves
         self._httpd = ThreadingHTTPServer((self.host, self._requested_port), _handler_for(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="gbfs-replay", daemon=True)
