@@ -60,6 +60,75 @@ def sql(
         typer.echo(frame.to_string(index=False) if len(frame) else "(no rows)")
 
 
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    feed: Annotated[str | None, typer.Option("--feed", help="gbfs.json URL; default: the feed_url setting.")] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Run one batch and exit (status 1 when the fetch failed).")
+    ] = False,
+) -> None:
+    """Poll the GBFS feed into the lake every poll_interval_s (never faster than its ttl); Ctrl-C stops."""
+    import signal
+    import threading
+
+    from bikeshare.gbfs.client import GbfsClient
+    from bikeshare.ingest.poller import Outcome, ingest_once, run_poller
+    from bikeshare.lake.store import Lake
+
+    settings = settings_of(ctx)
+    try:
+        client = GbfsClient.from_settings(settings, discovery_url=feed)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--feed") from exc
+    lake = Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url)
+    with client:
+        if once:
+            outcome = ingest_once(client=client, lake=lake, settings=settings)
+            typer.echo(outcome.summary())
+            if outcome.outcome == Outcome.FETCH_FAILED:
+                raise typer.Exit(1)
+            return
+        stop = threading.Event()
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        typer.echo(
+            f"polling {client.discovery_url} every {settings.poll_interval_s:g}s into {lake.root} (Ctrl-C stops)"
+        )
+        try:
+            batches = run_poller(
+                client=client, lake=lake, settings=settings, stop=stop, on_outcome=lambda o: typer.echo(o.summary())
+            )
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        typer.echo(f"stopped after {batches} batches")
+
+
+@app.command("backfill")
+def backfill_command(
+    ctx: typer.Context,
+    recording: Annotated[
+        Path | None,
+        typer.Option("--recording", help="Recording folder; default: recording_path, else the shipped slice."),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Threads writing partitions.")] = 4,
+) -> None:
+    """Write a whole recording into the lake through the same contract and layout as ingest."""
+    from bikeshare.gbfs.recording import Recording, RecordingError, default_recording_path
+    from bikeshare.ingest.backfill import backfill
+    from bikeshare.lake.store import Lake
+
+    settings = settings_of(ctx)
+    path = recording or settings.recording_path or default_recording_path()
+    try:
+        opened = Recording.open(path)
+    except RecordingError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--recording") from exc
+    lake = Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url)
+    report = backfill(recording=opened, lake=lake, settings=settings, workers=workers)
+    typer.echo(f"backfill of {path} into {lake.root}: {report.summary()}")
+
+
 recording_app = typer.Typer(no_args_is_help=True, help="GBFS recordings in the project's compact format.")
 app.add_typer(recording_app, name="recording")
 

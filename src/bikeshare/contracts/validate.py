@@ -247,12 +247,44 @@ def empty_verdict(published_at: pd.Timestamp) -> BatchVerdict:
 
 def check_station_information(information: pd.DataFrame, *, rules: ContractRules) -> InformationCheck:
     """Judge one station_information document (one version of the dimension)."""
-    frame = conform_frame(information, INFORMATION_DTYPES, INFORMATION_REQUIRED)
-    n = len(frame)
-    if n == 0:
+    checks = check_information_versions(information, rules=rules)
+    if not checks:
         published = pd.Timestamp(information["last_updated"].iloc[0]) if len(information) else pd.NaT
+        frame = conform_frame(information, INFORMATION_DTYPES, INFORMATION_REQUIRED)
         return InformationCheck(frame=frame, verdict=empty_verdict(published))
-    published_at = pd.Timestamp(frame["last_updated"].max())
+    if len(checks) > 1:
+        raise ContractSchemaError(f"one station_information document has {len(checks)} last_updated values")
+    return checks[0]
+
+
+def check_information_versions(information: pd.DataFrame, *, rules: ContractRules) -> list[InformationCheck]:
+    """Judge many station_information versions at once (one per ``last_updated``), in time order.
+
+    The Pandera pass runs once over all rows, which is what makes the backfill of a month of
+    versions cheap; every rule is then judged per version.
+    """
+    frame = conform_frame(information, INFORMATION_DTYPES, INFORMATION_REQUIRED)
+    if frame.empty:
+        return []
+    broken = _pandera_failures(frame, information_schema(), len(frame))
+    group, published = pd.factorize(frame["last_updated"], sort=True)
+    out: list[InformationCheck] = []
+    for g, published_at in enumerate(published):
+        rows = np.flatnonzero(group == g)
+        part = frame.iloc[rows].reset_index(drop=True)
+        part_broken = {k: v[rows] for k, v in broken.items()}
+        verdict = BatchVerdict(
+            published_at=pd.Timestamp(published_at),
+            rows_in=len(part),
+            rejections=_information_rejections(part, part_broken, rules),
+        )
+        out.append(InformationCheck(frame=part, verdict=verdict))
+    return out
+
+
+def _information_rejections(
+    frame: pd.DataFrame, broken: dict[str, np.ndarray], rules: ContractRules
+) -> list[Rejection]:
     ids = frame["station_id"]
 
     def examples(flag: np.ndarray) -> tuple[str, ...]:
@@ -274,7 +306,6 @@ def check_station_information(information: pd.DataFrame, *, rules: ContractRules
                     examples=examples(flag),
                 )
             )
-    broken = _pandera_failures(frame, information_schema(), n)
     for column, code, what in (
         ("lat", RejectCode.COORDINATES, "a latitude outside [-90, 90]"),
         ("lon", RejectCode.COORDINATES, "a longitude outside [-180, 180]"),
@@ -306,8 +337,7 @@ def check_station_information(information: pd.DataFrame, *, rules: ContractRules
                 examples=examples(duplicated),
             )
         )
-    verdict = BatchVerdict(published_at=published_at, rows_in=n, rejections=rejections)
-    return InformationCheck(frame=frame, verdict=verdict)
+    return rejections
 
 
 def _pandera_failures(frame: pd.DataFrame, schema: pa.DataFrameSchema, n: int) -> dict[str, np.ndarray]:

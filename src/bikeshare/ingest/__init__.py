@@ -1,0 +1,1 @@
+"""Ingest: poll -> parse -> normalise -> contract -> lake, and the backfill of recordings."""
