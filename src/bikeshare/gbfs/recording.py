@@ -19,6 +19,7 @@ import gzip
 import json
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,7 @@ class Recording:
         self._times: np.ndarray | None = None  # int64 microseconds, one per snapshot, ascending
         self._offsets: np.ndarray | None = None  # row offset of each snapshot, plus the end
         self._information: list[tuple[pd.Timestamp, pd.DataFrame]] | None = None
+        self._lock = threading.Lock()  # the replay server reads from several threads
 
     @classmethod
     def open(cls, path: Path | str) -> Recording:
@@ -178,6 +180,10 @@ class Recording:
     # --- status ------------------------------------------------------------------------------
 
     def _load_status(self) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+        with self._lock:
+            return self._load_status_locked()
+
+    def _load_status_locked(self) -> tuple[pa.Table, np.ndarray, np.ndarray]:
         if self._status is None:
             table = pq.read_table(self.path / STATUS_FILE)
             missing = [c for c in STATUS_SCHEMA.names if c not in table.schema.names]
@@ -243,6 +249,10 @@ class Recording:
 
     def information_versions(self) -> list[tuple[pd.Timestamp, pd.DataFrame]]:
         """Every station_information version as ``(valid_from, rows)``, ascending."""
+        with self._lock:
+            return self._information_versions_locked()
+
+    def _information_versions_locked(self) -> list[tuple[pd.Timestamp, pd.DataFrame]]:
         if self._information is None:
             table = pq.read_table(self.path / INFORMATION_FILE)
             missing = [c for c in INFORMATION_SCHEMA.names if c not in table.schema.names]

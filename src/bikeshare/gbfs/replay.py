@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC
 from email.utils import format_datetime, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -171,7 +172,8 @@ def _utc(ts: pd.Timestamp | str) -> pd.Timestamp:
 
 
 def _http_date(ts: pd.Timestamp) -> str:
-    return format_datetime(ts.floor("s").to_pydatetime(), usegmt=True)
+    moment = ts.tz_convert("UTC").floor("s").to_pydatetime().replace(tzinfo=UTC)
+    return format_datetime(moment, usegmt=True)
 
 
 @dataclass(frozen=True)
@@ -230,7 +232,9 @@ class ReplayServer:
         self.clock.restart()  # virtual time runs from the moment the server serves
         self._httpd = ThreadingHTTPServer((self.host, self._requested_port), _handler_for(self))
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="gbfs-replay", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="gbfs-replay", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -582,7 +586,12 @@ def _handler_for(server: ReplayServer) -> type[BaseHTTPRequestHandler]:
                 self._json(404, {"error": f"no feed {path!r}; feeds: {feeds_of(server.gbfs_version)}"})
                 return
             headers = {k.lower(): v for k, v in self.headers.items()}
-            response = server.respond(feed, headers)
+            try:
+                response = server.respond(feed, headers)
+            except Exception as exc:  # a server bug must answer 500, not drop the connection
+                log.exception("replay: rendering %s failed", feed)
+                self._json(500, {"error": f"replay server error: {type(exc).__name__}: {exc}"})
+                return
             if response.delay_s and server.wait_stopping(response.delay_s):
                 return
             try:
