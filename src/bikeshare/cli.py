@@ -276,3 +276,129 @@ def weather_mirror(
     except (ValueError, FileNotFoundError) as exc:
         raise typer.BadParameter(str(exc)) from exc
     typer.echo(f"wrote {len(files)} files under {dest}")
+
+
+# --- registry: promotion gate, rollback, model versions ------------------------------------------
+ALIAS_HELP = "Alias to move: staging | production."
+TARGET_HELP = "Target: bikes | docks."
+
+
+def _registry_failure(exc: Exception) -> typer.Exit:
+    """Print why a registry command could not run; exit 3 if the store is unreachable, else 2."""
+    from bikeshare.registry.client import RegistryUnavailable
+
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(code=3 if isinstance(exc, RegistryUnavailable) else 2)
+
+
+def _check_choice(value: str, choices: tuple[str, ...], hint: str) -> str:
+    if value not in choices:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=hint)
+    return value
+
+
+@app.command()
+def promote(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Option(help=TARGET_HELP)],
+    to: Annotated[str, typer.Option("--to", help=ALIAS_HELP)],
+    note: Annotated[str, typer.Option(help="Why: kept in the audit history and on the version.")],
+    version: Annotated[str | None, typer.Option(help="Model version; default: the latest registered.")] = None,
+    actor: Annotated[str | None, typer.Option(help="Who promotes; default: the OS user.")] = None,
+) -> None:
+    """Run the gate on a model version and move the alias if it passes (exit 1 when refused)."""
+    from bikeshare.lake.store import Lake
+    from bikeshare.registry.client import ALIASES, ModelNotFoundError, RegistryUnavailable, open_client
+    from bikeshare.registry.promotion import PromotionError, lake_window_evaluator
+    from bikeshare.registry.promotion import promote as run_promotion
+    from bikeshare.training.bundle import TARGETS
+
+    settings = settings_of(ctx)
+    _check_choice(target, TARGETS, "--target")
+    _check_choice(to, ALIASES, "--to")
+    lake = Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url)
+    try:
+        client = open_client(settings)
+        outcome = run_promotion(
+            client=client,
+            lake=lake,
+            settings=settings,
+            target=target,
+            alias=to,
+            note=note,
+            version=version,
+            actor=actor,
+            evaluator=lake_window_evaluator(lake=lake, settings=settings),
+        )
+    except (RegistryUnavailable, ModelNotFoundError, PromotionError, FileNotFoundError, ValueError) as exc:
+        raise _registry_failure(exc) from exc
+    typer.echo(outcome.message)
+    if outcome.verdict is not None and not outcome.verdict.passed and not outcome.moved:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def rollback(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Option(help=TARGET_HELP)],
+    to: Annotated[str, typer.Option("--to", help="Alias to move back: staging | production.")],
+    note: Annotated[str, typer.Option(help="Why: kept in the audit history.")] = "",
+    actor: Annotated[str | None, typer.Option(help="Who rolls back; default: the OS user.")] = None,
+) -> None:
+    """Move an alias back to its previous holder, as the audit history records it."""
+    from bikeshare.lake.store import Lake
+    from bikeshare.registry.client import ALIASES, ModelNotFoundError, RegistryUnavailable, open_client
+    from bikeshare.registry.promotion import PromotionError
+    from bikeshare.registry.promotion import rollback as run_rollback
+    from bikeshare.training.bundle import TARGETS
+
+    settings = settings_of(ctx)
+    _check_choice(target, TARGETS, "--target")
+    _check_choice(to, ALIASES, "--to")
+    lake = Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url)
+    try:
+        outcome = run_rollback(
+            client=open_client(settings), lake=lake, settings=settings, target=target, alias=to, note=note, actor=actor
+        )
+    except (RegistryUnavailable, ModelNotFoundError, PromotionError, ValueError) as exc:
+        raise _registry_failure(exc) from exc
+    typer.echo(outcome.message)
+
+
+models_app = typer.Typer(no_args_is_help=True, help="Registered model versions and their promotion history.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Option(help=TARGET_HELP)] = "bikes",
+) -> None:
+    """Versions of bikeshare-<city>-<target>: aliases, test PR-AUC (all / onsets) and gate verdicts."""
+    from bikeshare.registry.client import ModelNotFoundError, RegistryUnavailable, open_client
+    from bikeshare.registry.promotion import version_table
+
+    settings = settings_of(ctx)
+    try:
+        frame = version_table(open_client(settings), settings=settings, target=target)
+    except (RegistryUnavailable, ModelNotFoundError) as exc:
+        raise _registry_failure(exc) from exc
+    typer.echo(frame.to_string(index=False) if len(frame) else "(no versions)")
+
+
+@models_app.command("history")
+def models_history(
+    ctx: typer.Context,
+    target: Annotated[str | None, typer.Option(help="Only this target.")] = None,
+) -> None:
+    """The promotion audit (the lake's `promotions` table), oldest first."""
+    from bikeshare.lake.store import Lake
+    from bikeshare.registry.audit import read_events
+    from bikeshare.registry.client import model_name
+
+    settings = settings_of(ctx)
+    lake = Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url)
+    name = model_name(settings.city, target) if target else None
+    frame = read_events(lake, city=settings.city, model_name=name)
+    columns = ["at", "actor", "model_name", "version", "alias", "action", "previous_version", "verdict", "note"]
+    typer.echo(frame[columns].to_string(index=False) if len(frame) else "(no promotions recorded)")

@@ -162,6 +162,31 @@ WEATHER = TableSpec(
     ),
 )
 
+AUDIT = TableSpec(
+    name="promotions",
+    prefix="audit/promotions",
+    grain=Grain.DAY,
+    description="Append-only history of alias moves and gate verdicts (promote, refused, forced, rollback); "
+    "one file per event, mirrored as model version tags.",
+    schema=pa.schema(
+        [
+            ("event_id", pa.string()),
+            ("at", UTC_TS),
+            ("actor", pa.string()),  # --actor, else the OS user
+            ("model_name", pa.string()),  # bikeshare-<city>-<target>
+            ("target", pa.string()),
+            ("version", pa.string()),  # the version the event is about (the new holder when it moved)
+            ("alias", pa.string()),  # staging | production
+            ("action", pa.string()),  # promote | refused | forced | rollback
+            ("previous_version", pa.string()),  # holder before the event (null: none)
+            ("verdict", pa.string()),  # pass | fail | none (rollback runs no gate)
+            ("checks", pa.string()),  # JSON list of {name, passed, detail, observed, required}
+            ("note", pa.string()),
+            ("run_id", pa.string()),
+        ]
+    ),
+)
+
 ALL_TABLES: tuple[TableSpec, ...] = (
     STATION_STATUS,
     STATION_INFORMATION,
@@ -169,4 +194,5 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     INGEST_LOG,
     QUARANTINE,
     WEATHER,
+    AUDIT,
 )

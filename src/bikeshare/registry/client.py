@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -33,7 +34,7 @@ class RegistryUnavailable(RuntimeError):  # noqa: N818 - the name callers know
     """The tracking/registry store at ``uri`` could not be reached or opened."""
 
     def __init__(self, uri: str, reason: str) -> None:
-        super().__init__(f"MLflow registry at {uri} is unavailable: {reason}")
+        super().__init__(redact(f"MLflow registry at {uri} is unavailable: {reason}"))
         self.uri = uri
 
 
@@ -108,12 +109,9 @@ def uri_of(client: MlflowClient) -> str:
     return redact(str(client.tracking_uri))
 
 
-def redact(uri: str) -> str:
-    """Drop a ``user:password@`` part so error messages and logs never carry secrets."""
-    scheme, sep, rest = uri.partition("://")
-    if sep and "@" in rest.split("/", 1)[0]:
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return uri
+def redact(text: str) -> str:
+    """Replace any ``user:password@`` after a URI scheme, so messages never carry secrets."""
+    return re.sub(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@", r"\1***@", text)
 
 
 @contextmanager
@@ -201,14 +199,22 @@ def get_version(client: MlflowClient, name: str, version: str) -> ModelVersionIn
 
 
 def list_versions(client: MlflowClient, name: str) -> list[ModelVersionInfo]:
-    """Every version of a registered model, newest first (alias = the first alias it holds)."""
+    """Every version of a registered model, newest first; ``alias`` lists the aliases it holds."""
+    from mlflow.exceptions import MlflowException
+
     uri = uri_of(client)
-    with reachable(uri):
-        found = client.search_model_versions(f"name = '{_quote(name)}'", order_by=["version_number DESC"])
-    out = []
-    for version in found:
-        aliases = list(getattr(version, "aliases", []) or [])
-        out.append(_info(version, ",".join(aliases) or None))
+    try:
+        with reachable(uri):
+            registered = client.get_registered_model(name)
+            found = client.search_model_versions(f"name = '{_quote(name)}'")
+    except MlflowException as exc:
+        if _missing(exc):
+            return []
+        raise
+    held: dict[str, list[str]] = {}
+    for alias, version in (registered.aliases or {}).items():
+        held.setdefault(str(version), []).append(alias)
+    out = [_info(version, ",".join(sorted(held.get(str(version.version), []))) or None) for version in found]
     return sorted(out, key=lambda v: int(v.version), reverse=True)
 
 
