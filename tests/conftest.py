@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,26 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def lake(settings: Settings) -> Lake:
     return Lake.open(settings.lake_uri)
+
+
+@pytest.fixture
+def s3_endpoint(free_port: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A moto S3 server on loopback with dummy credentials; the bucket ``lake`` exists."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{free_port}"
+    try:
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="lake")
+        yield endpoint
+    finally:
+        server.stop()

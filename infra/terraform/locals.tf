@@ -30,7 +30,7 @@ locals {
     actuals  = { command = ["actuals"], role = "infer" }
     monitor  = { command = ["monitor", "--once"], role = "monitor" }
     pipeline = { command = ["pipeline"], role = "pipeline" }
-    promote  = { command = ["promote", "--help"], role = "promote" }
+    promote  = { command = ["--help"], role = "promote" } # always started with promote/rollback args
   }
 
   # Scheduled (job, city) pairs; `promote` only runs on demand from promote_prod.yml.

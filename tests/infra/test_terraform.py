@@ -26,9 +26,9 @@ RESOURCE_TYPES = Path(__file__).resolve().parent / "aws_resource_types.json"
 PLUGIN_DIR = Path(os.environ.get("BIKESHARE_TF_PLUGIN_DIR", "/opt/tf-plugins"))
 
 
-@pytest.fixture(scope="module")
-def modules() -> list[tfpolicy.Module]:
-    return tfpolicy.load_dir(TF_ROOT)
+@pytest.fixture
+def modules(tf_modules: list[tfpolicy.Module]) -> list[tfpolicy.Module]:
+    return tf_modules
 
 
 def _write(tmp_path: Path, text: str) -> list[tfpolicy.Module]:
@@ -412,8 +412,9 @@ def test_terraform_fmt_init_and_validate(tmp_path: Path) -> None:
     for stack in ("main", "bootstrap"):
         works[stack] = tmp_path / stack
         works[stack].mkdir()
-        for path in (TF_ROOT if stack == "main" else TF_ROOT / stack).glob("*.tf"):
-            shutil.copy(path, works[stack] / path.name)
+        source = TF_ROOT if stack == "main" else TF_ROOT / stack
+        for path in [*source.glob("*.tf"), source / ".terraform.lock.hcl"]:
+            shutil.copy(path, works[stack] / path.name)  # with the lock: init must match its hashes
 
     fmt = _run_all({s: _terraform(w, "fmt", "-check", "-diff", "-no-color") for s, w in works.items()})
     for stack, (code, text) in fmt.items():

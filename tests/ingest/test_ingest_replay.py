@@ -115,6 +115,7 @@ def test_v11_v23_v30_renderings_ingest_to_identical_rows(
         )
     assert len(frames["1.1"]) > 400
     assert frames["1.1"]["ebikes"].notna().all()  # e-bikes survive every rendering
+    assert len(information["1.1"]) > 400
     pd.testing.assert_frame_equal(frames["1.1"], frames["2.3"])
     pd.testing.assert_frame_equal(frames["1.1"], frames["3.0"])
     pd.testing.assert_frame_equal(information["1.1"], information["2.3"])
