@@ -402,3 +402,75 @@ def models_history(
     frame = read_events(lake, city=settings.city, model_name=name)
     columns = ["at", "actor", "model_name", "version", "alias", "action", "previous_version", "verdict", "note"]
     typer.echo(frame[columns].to_string(index=False) if len(frame) else "(no promotions recorded)")
+
+
+alerts_app = typer.Typer(no_args_is_help=True, help="Alerts: list, acknowledge, and check the rules file.")
+app.add_typer(alerts_app, name="alerts")
+
+
+@alerts_app.command("list")
+def alerts_list(
+    ctx: typer.Context,
+    show_all: Annotated[bool, typer.Option("--all", help="Include resolved alerts.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="table | json")] = "table",
+) -> None:
+    """Alerts that are pending, firing or acknowledged (with --all: resolved ones too)."""
+    from bikeshare.lake.store import Lake
+    from bikeshare.monitoring.store import AlertStore, alert_frame
+
+    settings = settings_of(ctx)
+    store = AlertStore(Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url), city=settings.city)
+    frame = alert_frame(store.alerts(include_resolved=show_all))
+    if fmt == "json":
+        typer.echo(frame.to_json(orient="records", date_format="iso"))
+    elif not len(frame):
+        typer.echo("(no alerts)" if show_all else "(no open alerts; --all shows resolved ones)")
+    else:
+        typer.echo(frame.drop(columns=["message"]).to_string(index=False))
+
+
+@alerts_app.command("ack")
+def alerts_ack(
+    ctx: typer.Context,
+    alert_id: Annotated[str, typer.Argument(help="Alert id from `bikeshare alerts list`.")],
+    by: Annotated[str | None, typer.Option("--by", help="Who acknowledges; default: the login name.")] = None,
+) -> None:
+    """Acknowledge a firing alert; prints its MTTA (fired -> acknowledged)."""
+    import getpass
+
+    from bikeshare.lake.store import Lake
+    from bikeshare.monitoring.alerts import AlertStateError
+    from bikeshare.monitoring.store import AlertNotFoundError, AlertStore, ack_alert
+
+    settings = settings_of(ctx)
+    store = AlertStore(Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url), city=settings.city)
+    try:
+        event = ack_alert(store=store, alert_id=alert_id, by=by or getpass.getuser())
+    except (AlertNotFoundError, AlertStateError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(
+        f"acknowledged {event.alert_id} ({event.fingerprint}) by {event.acknowledged_by}; MTTA {event.mtta_s:.0f} s"
+    )
+
+
+@alerts_app.command("rules")
+def alerts_rules(ctx: typer.Context) -> None:
+    """Validate the alert rules file (alert_rules_path, else the built-in rules) and list the rules."""
+    from bikeshare.monitoring.rules import RulesFileError, load_rules
+
+    settings = settings_of(ctx)
+    try:
+        rules = load_rules(settings.alert_rules_path)
+    except RulesFileError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for rule in rules.rules:
+        limits = ", ".join(
+            f"{sev} {rule.comparison} {value:g}{' ' + rule.unit if rule.unit else ''}"
+            for sev, value in (("warning", rule.warning), ("critical", rule.critical))
+            if value is not None
+        )
+        selector = ",".join(f"{k}={v}" for k, v in sorted(rule.labels.items()))
+        kind = "absence of " if rule.kind == "absence" else ""
+        typer.echo(f"{rule.name}: {kind}{rule.signal}{'{' + selector + '}' if selector else ''}: {limits}")

@@ -164,11 +164,22 @@ class Settings(BaseSettings):
     alert_rules_path: Path | None = Field(
         None, description="YAML/TOML alert rules; defaults to the built-in seed rules."
     )
-    alert_webhook_url: str | None = None
-    alert_smtp_host: str | None = None
-    alert_smtp_port: int = 25
+    alert_webhook_url: str | None = Field(None, description="Slack-compatible webhook URL; unset: no webhook.")
+    alert_webhook_retries: int = Field(1, ge=0, le=5, description="Webhook retries after a network error or 5xx.")
+    alert_smtp_host: str | None = Field(None, description="SMTP relay for alert email; unset: no email sink.")
+    alert_smtp_port: int = Field(25, ge=1, le=65535)
     alert_email_from: str = "bikeshare-alerts@localhost"
-    alert_email_to: list[str] = Field(default_factory=list)
+    alert_email_to: list[str] = Field(default_factory=list, description="Alert email recipients; empty: no email.")
+    alert_sink_timeout_s: float = Field(5.0, gt=0, description="Connect/read timeout of the webhook and SMTP sinks.")
+    alert_runbook_url: str = Field(
+        "docs/monitoring_runbook.md", description="Base of the runbook links in notifications (#anchor is added)."
+    )
+
+    # --- drift -------------------------------------------------------------------------------
+    drift_bins: int = Field(10, ge=2, le=100, description="Quantile bins per numeric feature baseline (PSI).")
+    drift_ks_sample_size: int = Field(
+        1000, ge=10, description="Sorted reference values kept per feature baseline for KS."
+    )
 
     @model_validator(mode="after")
     def _resolve_defaults(self) -> Settings:

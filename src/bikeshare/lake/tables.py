@@ -187,6 +187,97 @@ AUDIT = TableSpec(
     ),
 )
 
+# ---- monitoring (bikeshare.monitoring) -------------------------------------------------------
+
+ALERT_EVENTS = TableSpec(
+    name="alert_events",
+    prefix="monitoring/alert_events",
+    grain=Grain.DAY,
+    description="Append-only alert log: lifecycle events and one 'routed' row per sink delivery attempt.",
+    schema=pa.schema(
+        [
+            ("event_id", pa.string()),
+            ("alert_id", pa.string()),
+            ("event", pa.string()),  # pending|fired|escalated|deescalated|acknowledged|resolved|routed
+            ("status", pa.string()),  # state after the event: pending|firing|acknowledged|resolved
+            ("event_at", UTC_TS),
+            ("recorded_at", UTC_TS),  # wall clock of the append
+            ("seq", pa.int32()),  # order within one append
+            ("rule", pa.string()),
+            ("fingerprint", pa.string()),  # rule{label=value,...}: the alert identity
+            ("signal", pa.string()),
+            ("labels", pa.string()),  # JSON object
+            ("severity", pa.string()),
+            ("value", pa.float64()),
+            ("threshold", pa.float64()),
+            ("comparison", pa.string()),
+            ("unit", pa.string()),
+            ("message", pa.string()),
+            ("runbook", pa.string()),
+            ("observed_at", UTC_TS),
+            ("started_at", UTC_TS),
+            ("fired_at", UTC_TS),
+            ("evaluations", pa.int32()),
+            ("acknowledged_by", pa.string()),
+            ("fault_started_at", UTC_TS),
+            ("ttd_s", pa.float64()),  # fault_started_at -> fired_at (drills)
+            ("mtta_s", pa.float64()),  # fired_at -> acknowledged
+            ("sink", pa.string()),
+            ("routed_event", pa.string()),
+            ("routed_at", UTC_TS),
+            ("ok", pa.bool_()),
+            ("error", pa.string()),
+            ("details", pa.string()),  # JSON object
+        ]
+    ),
+)
+
+FEATURE_BASELINES = TableSpec(
+    name="feature_baselines",
+    prefix="monitoring/baselines",
+    grain=Grain.DAY,
+    description="Training-time distribution of each feature and of the predicted probability, per model version.",
+    schema=pa.schema(
+        [
+            ("model_name", pa.string()),
+            ("model_version", pa.string()),
+            ("target", pa.string()),
+            ("feature", pa.string()),
+            ("kind", pa.string()),  # numeric | categorical
+            ("rows", pa.int64()),
+            ("missing", pa.int64()),
+            ("created_at", UTC_TS),
+            ("baseline", pa.string()),  # FeatureBaseline.to_dict() as JSON
+        ]
+    ),
+)
+
+DRIFT_SCORES = TableSpec(
+    name="drift_scores",
+    prefix="monitoring/drift",
+    grain=Grain.DAY,
+    description="PSI and KS per feature (and predicted probability) of a live window against the baseline.",
+    schema=pa.schema(
+        [
+            ("evaluated_at", UTC_TS),
+            ("window_start", UTC_TS),
+            ("window_end", UTC_TS),
+            ("model_name", pa.string()),
+            ("model_version", pa.string()),
+            ("target", pa.string()),
+            ("feature", pa.string()),
+            ("kind", pa.string()),
+            ("psi", pa.float64()),
+            ("ks_stat", pa.float64()),
+            ("ks_pvalue", pa.float64()),
+            ("live_rows", pa.int64()),
+            ("missing_rate", pa.float64()),
+            ("baseline_missing_rate", pa.float64()),
+            ("drifting", pa.bool_()),
+        ]
+    ),
+)
+
 ALL_TABLES: tuple[TableSpec, ...] = (
     STATION_STATUS,
     STATION_INFORMATION,
@@ -195,4 +286,7 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     QUARANTINE,
     WEATHER,
     AUDIT,
+    ALERT_EVENTS,
+    FEATURE_BASELINES,
+    DRIFT_SCORES,
 )
