@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_RULES_RESOURCE = "default_rules.toml"
@@ -158,18 +159,12 @@ def load_rules(path: Path | None = None) -> RuleSet:
         if suffix == ".toml":
             data = tomllib.loads(text)
         elif suffix in (".yaml", ".yml"):
-            import yaml
-
             data = yaml.safe_load(text)
         else:
             raise RulesFileError(f"{path}: alert rules must be a .toml, .yaml or .yml file")
     except tomllib.TOMLDecodeError as exc:
         raise RulesFileError(f"{path}: not valid TOML: {exc}") from None
-    except ImportError as exc:
-        raise RulesFileError(f"{path}: YAML rules need PyYAML installed ({exc})") from None
-    except RulesFileError:
-        raise
-    except Exception as exc:  # yaml.YAMLError; PyYAML is imported lazily so it cannot be named here
+    except yaml.YAMLError as exc:
         raise RulesFileError(f"{path}: not valid YAML: {exc}") from None
     return parse_rules(data, source=str(path))
 
