@@ -143,6 +143,7 @@ def test_cycle_stores_routes_and_ack_gives_mtta(lake: Lake, http_receiver: HttpR
         T0 + 40 * MIN,
     )
     assert len(http_receiver.bodies) == 2 and len(smtp_inbox.messages) == 2
+    assert store.alerts(include_resolved=True) == fold_events(store.events())
     routes = lake.connect().sql("SELECT sink, routed_event, ok FROM alert_routes ORDER BY routed_at").fetchall()
     assert [r for r in routes if not r[2]] == [("webhook", "fired", False), ("webhook", "resolved", False)]
 

@@ -334,18 +334,17 @@ def _outcomes(rule: AlertRule, selected: list[Signal], now: datetime) -> dict[tu
         groups.setdefault(identity, []).append(signal)
     out: dict[tuple[tuple[str, str], ...], _Outcome] = {}
     for identity, members in groups.items():
-        valued = [s for s in members if s.value is not None]
+        valued = [(s.value, s) for s in members if s.value is not None]
         if not valued:
             out[identity] = _Outcome(None, None, None, missing=True)
             continue
         pick = max if rule.comparison in (">", ">=") else min
-        worst = pick(valued, key=lambda s: s.value)  # type: ignore[arg-type, return-value]
-        assert worst.value is not None
-        breaching = sum(1 for s in valued if rule.severity_of(s.value) is not None)  # type: ignore[arg-type]
+        value, worst = pick(valued, key=lambda pair: pair[0])
+        breaching = sum(1 for v, _ in valued if rule.severity_of(v) is not None)
         details: dict[str, Any] = {"signals": len(valued), "breaching": breaching}
         if dict(worst.labels) != dict(identity):
             details["worst_labels"] = dict(worst.labels)
-        out[identity] = _Outcome(rule.severity_of(worst.value), worst.value, worst.observed_at or now, details=details)
+        out[identity] = _Outcome(rule.severity_of(value), value, worst.observed_at or now, details=details)
     return out
 
 

@@ -34,6 +34,8 @@ from bikeshare.monitoring.baseline import (
 
 PSI_EPSILON = 1e-4
 DEFAULT_PSI_WARN = 0.2
+# Name under which the predicted probability is baselined and scored, next to the features.
+PREDICTION_FEATURE = "predicted_proba"
 
 DRIFT_COLUMNS: tuple[str, ...] = (
     "feature",
