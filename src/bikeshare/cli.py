@@ -67,24 +67,31 @@ def ingest(
     once: Annotated[
         bool, typer.Option("--once", help="Run one batch and exit (status 1 when the fetch failed).")
     ] = False,
+    replay_clock: Annotated[
+        bool,
+        typer.Option("--replay-clock", help="Time batches by the replay server's virtual clock (feed = a replay)."),
+    ] = False,
 ) -> None:
     """Poll the GBFS feed into the lake every poll_interval_s (never faster than its ttl); Ctrl-C stops."""
     import signal
     import threading
 
     from bikeshare.gbfs.client import GbfsClient
+    from bikeshare.ingest.clock import ReplayFollower, utc_now
     from bikeshare.ingest.poller import Outcome, ingest_once, run_poller
     from bikeshare.lake.store import Lake
 
     settings = settings_of(ctx)
+    url = feed or settings.feed_url or ""
+    clock = ReplayFollower(url.rsplit("/", 1)[0]) if replay_clock else utc_now
     try:
-        client = GbfsClient.from_settings(settings, discovery_url=feed)
+        client = GbfsClient.from_settings(settings, discovery_url=feed, utc_now=clock)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--feed") from exc
     lake = Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url)
     with client:
         if once:
-            outcome = ingest_once(client=client, lake=lake, settings=settings)
+            outcome = ingest_once(client=client, lake=lake, settings=settings, clock=clock)
             typer.echo(outcome.summary())
             if outcome.outcome == Outcome.FETCH_FAILED:
                 raise typer.Exit(1)
@@ -96,7 +103,12 @@ def ingest(
         )
         try:
             batches = run_poller(
-                client=client, lake=lake, settings=settings, stop=stop, on_outcome=lambda o: typer.echo(o.summary())
+                client=client,
+                lake=lake,
+                settings=settings,
+                stop=stop,
+                clock=clock,
+                on_outcome=lambda o: typer.echo(o.summary()),
             )
         finally:
             for sig, handler in previous.items():

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -232,3 +236,32 @@ def test_the_poller_keeps_running_through_a_dead_feed_and_stops_on_request(
         batches = run_poller(client=client, lake=lake, settings=settings, stop=stop, max_batches=10, on_outcome=seen)
     assert outcomes == [Outcome.FETCH_FAILED, Outcome.FETCH_FAILED, Outcome.COMMITTED]
     assert batches == 3
+
+
+def test_cli_poller_follows_the_replay_clock_and_stops_cleanly_on_sigterm(tmp_path: Path, recording: Recording) -> None:
+    env = {**os.environ, **cli_env(tmp_path), "BIKESHARE_POLL_INTERVAL_S": "0.5"}
+    start = recording.snapshot_times()[50]
+    with ReplayServer(recording, gbfs_version="3.0", speed=1.0, start=start) as server:
+        command = [str(Path(sys.executable).with_name("bikeshare")), "ingest", "--feed", server.discovery_url]
+        proc = subprocess.Popen(
+            [*command, "--replay-clock"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        lines = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("committed"):
+                proc.send_signal(signal.SIGTERM)
+                break
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, "".join(lines) + out
+    assert out.strip().splitlines()[-1].startswith("stopped after")
+    [(latency, fetched)] = (
+        Lake.open(env["BIKESHARE_LAKE_URI"])
+        .connect()
+        .sql("SELECT ingest_latency_s, fetched_at FROM ingest_log WHERE outcome = 'committed'")
+        .fetchall()
+    )
+    # Measured in the replay's time: seconds, not the years between 2023 and today.
+    assert 0 <= latency < 60
+    assert pd.Timestamp(fetched) - start < pd.Timedelta(minutes=1)

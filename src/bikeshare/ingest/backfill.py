@@ -23,7 +23,8 @@ import pyarrow as pa
 from bikeshare.contracts.rules import ContractRules, rejection_json
 from bikeshare.contracts.validate import check_information_versions, check_station_status
 from bikeshare.gbfs.recording import Recording
-from bikeshare.ingest.poller import Outcome, utc_now
+from bikeshare.ingest.clock import utc_now
+from bikeshare.ingest.poller import Outcome
 from bikeshare.ingest.sink import (
     INFORMATION_HASHED,
     InformationVersion,

@@ -36,6 +36,7 @@ from bikeshare.gbfs.normalise import (
     normalise_system_information,
     normalise_vehicle_types,
 )
+from bikeshare.ingest.clock import utc_now
 from bikeshare.ingest.sink import (
     INFORMATION_HASHED,
     InformationVersion,
@@ -62,11 +63,6 @@ class Outcome:
     UNCHANGED = "unchanged"
     QUARANTINED = "quarantined"
     FETCH_FAILED = "fetch_failed"
-
-
-def utc_now() -> pd.Timestamp:
-    """The wall clock in UTC (the default ``clock`` of a batch)."""
-    return pd.Timestamp.now(tz="UTC")
 
 
 @dataclass
