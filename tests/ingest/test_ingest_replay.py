@@ -265,3 +265,51 @@ def test_cli_poller_follows_the_replay_clock_and_stops_cleanly_on_sigterm(tmp_pa
     # Measured in the replay's time: seconds, not the years between 2023 and today.
     assert 0 <= latency < 60
     assert pd.Timestamp(fetched) - start < pd.Timedelta(minutes=1)
+
+
+def test_a_broken_information_document_is_quarantined_and_status_still_lands(
+    settings: Settings, lake: Lake, replay: ReplayServer, make_client: Callable[..., GbfsClient]
+) -> None:
+    replay.inject("malformed_json", count=1, feeds=["station_information"])
+    with make_client(replay.discovery_url) as client:
+        first = ingest_once(client=client, lake=lake, settings=settings)
+        assert first.outcome == Outcome.COMMITTED
+        assert "station_information quarantined (malformed_json)" in (first.reason or "")
+        assert "no station_information known" in (first.reason or "")
+        con = lake.connect()
+        assert con.sql("SELECT feed, reason_code FROM quarantine").fetchall() == [
+            ("station_information", "malformed_json")
+        ]
+        assert con.sql("SELECT count(*) FROM station_status WHERE masked").fetchall()[0][0] < first.rows_in
+        assert con.sql("SELECT count(*) FROM station_information_versions").fetchall() == [(0,)]
+
+        replay.clock.advance(3600)  # the next batch gets a good document: a first version
+        second = ingest_once(client=client, lake=lake, settings=settings)
+    assert second.outcome == Outcome.COMMITTED
+    assert "station_information: new version" in (second.reason or "")
+    assert lake.connect().sql("SELECT count(DISTINCT valid_from) FROM station_information").fetchall() == [(1,)]
+
+
+def test_station_information_versions_are_written_only_when_the_content_changes(
+    settings: Settings, lake: Lake, recording: Recording, replay: ReplayServer, make_client: Callable[..., GbfsClient]
+) -> None:
+    times = recording.snapshot_times()
+    versions_recorded = recording.information_versions()
+    # A version change with two snapshots after it (under the new version) and one before it.
+    for i in range(1, len(versions_recorded) - 1):
+        second_from, third_from = versions_recorded[i][0], versions_recorded[i + 1][0]
+        after = times[(times >= second_from) & (times < third_from)][:2]
+        if len(after) == 2:
+            break
+    before = times[times < second_from][-1]
+    first_from, first = versions_recorded[i - 1]
+    assert first_from <= before
+    for at in [before, *after]:
+        replay.clock.set(at)
+        with make_client(replay.discovery_url) as client:  # a fresh process each time: state from the lake
+            assert ingest_once(client=client, lake=lake, settings=settings).outcome == Outcome.COMMITTED
+    con = lake.connect()
+    versions = con.sql("SELECT valid_from, count(*) FROM station_information GROUP BY 1 ORDER BY 1").fetchall()
+    assert [pd.Timestamp(v) for v, _ in versions] == [first_from, second_from]
+    assert versions[0][1] == len(first)
+    assert con.sql("SELECT count(*) FROM station_information WHERE valid_to IS NULL").fetchall()[0][0] == versions[1][1]
