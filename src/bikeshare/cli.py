@@ -123,7 +123,9 @@ def backfill_command(
         Path | None,
         typer.Option("--recording", help="Recording folder; default: recording_path, else the shipped slice."),
     ] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Threads writing partitions.")] = 4,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Threads writing partitions; default: backfill_workers.")
+    ] = None,
 ) -> None:
     """Write a whole recording into the lake through the same contract and layout as ingest."""
     from bikeshare.gbfs.recording import Recording, RecordingError, default_recording_path
@@ -137,7 +139,7 @@ def backfill_command(
     except RecordingError as exc:
         raise typer.BadParameter(str(exc), param_hint="--recording") from exc
     lake = Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url)
-    report = backfill(recording=opened, lake=lake, settings=settings, workers=workers)
+    report = backfill(recording=opened, lake=lake, settings=settings, workers=workers or settings.backfill_workers)
     typer.echo(f"backfill of {path} into {lake.root}: {report.summary()}")
 
 

@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     retry_max_delay_s: float = Field(30.0, ge=0)
     breaker_failure_threshold: int = Field(3, ge=1, description="Failed batches in a row that open the circuit.")
     breaker_reset_s: float = Field(120.0, ge=0, description="Seconds an open circuit waits before a trial request.")
+    backfill_workers: int = Field(4, ge=1, description="Threads writing partitions during a backfill.")
 
     # --- data contract -----------------------------------------------------------------------
     contract_max_missing_frac: float = Field(

@@ -72,7 +72,7 @@ def backfill(
     recording: Recording,
     lake: Lake,
     settings: Settings,
-    workers: int = 4,
+    workers: int | None = None,
     chunk_snapshots: int = 288,
     clock: Callable[[], pd.Timestamp] = utc_now,
     progress: Callable[[BackfillReport], None] | None = None,
@@ -93,7 +93,8 @@ def backfill(
 
     existing = sink.existing_status()
     log_rows: list[dict[str, Any]] = []
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="backfill") as pool:
+    threads = workers if workers is not None else settings.backfill_workers
+    with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="backfill") as pool:
         for chunk in _chunks(recording, chunk_snapshots):
             pending: list[tuple[dict[str, Any], Future[str | None]]] = []
             fresh = []
