@@ -5,13 +5,14 @@ from __future__ import annotations
 import socket
 
 import pytest
-from synthetic import evaluate, station_frame, synthetic_run
 from typer.testing import CliRunner
 
 from bikeshare.cli import app
 from bikeshare.registry.client import model_name, resolve_alias
 from bikeshare.registry.promotion import promote
 from bikeshare.registry.tracking import log_training_run
+
+from .synthetic import evaluate, station_frame, synthetic_run
 
 
 @pytest.fixture

@@ -7,10 +7,11 @@ import math
 from dataclasses import replace
 
 import pytest
-from synthetic import evaluate, fit_bundle, station_frame
 
 from bikeshare.registry.gate import CheckResult, GateInput, default_checks, run_gate
 from bikeshare.training.report import EvaluationReport, ScoreMetrics, SliceComparison
+
+from .synthetic import evaluate, fit_bundle, station_frame
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from synthetic import evaluate, station_frame, synthetic_run
 
 from bikeshare.registry.audit import holder_stack, read_events
 from bikeshare.registry.client import ModelNotFoundError, get_version, model_name, resolve_alias
 from bikeshare.registry.promotion import PromotionError, promote, rollback, version_audit_tags, version_table
 from bikeshare.registry.tracking import log_training_run
+
+from .synthetic import evaluate, station_frame, synthetic_run
 
 
 def evaluator_on(frame):

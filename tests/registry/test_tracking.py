@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synthetic import synthetic_run
 
 from bikeshare.registry.client import (
     ModelNotFoundError,
@@ -22,6 +21,8 @@ from bikeshare.registry.client import (
 )
 from bikeshare.registry.tracking import REPORT_ARTIFACT, git_commit, load_report, log_training_run
 from bikeshare.settings import Settings
+
+from .synthetic import synthetic_run
 
 
 def test_run_logs_params_metrics_artifacts_tags_and_model(registry) -> None:
