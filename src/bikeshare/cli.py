@@ -488,3 +488,96 @@ def alerts_rules(ctx: typer.Context) -> None:
         selector = ",".join(f"{k}={v}" for k, v in sorted(rule.labels.items()))
         kind = "absence of " if rule.kind == "absence" else ""
         typer.echo(f"{rule.name}: {kind}{rule.signal}{'{' + selector + '}' if selector else ''}: {limits}")
+
+
+rebalance_app = typer.Typer(no_args_is_help=True, help="Rebalancing plans for the trucks (OR-Tools).")
+app.add_typer(rebalance_app, name="rebalance")
+
+
+@rebalance_app.command("plan")
+def rebalance_plan(
+    ctx: typer.Context,
+    trucks: Annotated[int | None, typer.Option(min=1, help="Trucks (default: rebalance_trucks).")] = None,
+    truck_capacity: Annotated[int | None, typer.Option(min=1, help="Bikes per truck.")] = None,
+    horizon_min: Annotated[int | None, typer.Option(min=5, help="Minutes the plan looks ahead.")] = None,
+    time_limit_s: Annotated[float | None, typer.Option(min=0.1, help="Solver wall-clock limit.")] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="Plan time (ISO, UTC unless it has an offset); default: latest status.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a plan already stored for that minute.")] = False,
+) -> None:
+    """Plan truck routes for the next hour from the latest forecasts and store them in the lake (plans)."""
+    from bikeshare.lake.store import Lake
+    from bikeshare.rebalancing.fleet import Fleet
+    from bikeshare.rebalancing.forecast import FlowProfileForecaster
+    from bikeshare.rebalancing.inputs import latest_status_time, load_history, load_stations, system_timezone
+    from bikeshare.rebalancing.plan import PlanParams, make_plan
+    from bikeshare.rebalancing.storage import plan_exists, write_plan
+    from bikeshare.weather.job import parse_utc
+
+    settings = settings_of(ctx)
+    lake = Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url)
+    try:
+        params = PlanParams.from_settings(
+            settings, horizon_min=horizon_min, time_limit_s=time_limit_s, truck_capacity=truck_capacity
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if as_of:
+        try:
+            when = parse_utc(as_of)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--as-of") from exc
+    else:
+        latest = latest_status_time(lake, city=settings.city)
+        if latest is None:
+            raise typer.BadParameter(f"the lake {settings.lake_uri} has no station_status for city {settings.city!r}")
+        when = latest
+    if not overwrite and plan_exists(lake, city=settings.city, as_of=when):
+        typer.echo(f"a plan for {when:%Y-%m-%dT%H:%M}Z is already stored (use --overwrite to replace it)")
+        return
+    timezone = system_timezone(lake, city=settings.city)
+    if timezone is None:
+        typer.echo("no system_information time zone in the lake; the shift window is read in UTC")
+    fleet = Fleet.from_settings(settings, timezone=timezone or "UTC", trucks=trucks, capacity=truck_capacity)
+    stations = load_stations(
+        lake,
+        city=settings.city,
+        as_of=when,
+        max_age_min=settings.max_snapshot_age_min,
+        region_ids=settings.rebalance_region_ids,
+    )
+    if stations.empty:
+        raise typer.BadParameter(f"no fresh, active station at {when.isoformat()} in the lake for {settings.city!r}")
+    history = load_history(
+        lake,
+        city=settings.city,
+        as_of=when,
+        days=settings.rebalance_history_days,
+        step_min=settings.grid_minutes,
+        max_age_min=settings.max_snapshot_age_min,
+    )
+    # Interim forecaster until the multi-horizon models write forecasts (docs/optimization_extension.md).
+    forecaster = FlowProfileForecaster(
+        history, timezone=fleet.timezone, step_min=settings.grid_minutes, lookback_days=settings.rebalance_history_days
+    )
+    step = settings.grid_minutes
+    horizons = list(range(step, params.need.horizon_min + 1, step))
+    forecast = forecaster.forecast(stations, as_of=when, horizons_min=horizons)
+    plan = make_plan(stations, forecast, fleet=fleet, params=params, as_of=when, forecaster=forecaster.name)
+    path = write_plan(lake, plan, city=settings.city, overwrite=overwrite)
+    s = plan.summary
+    typer.echo(
+        f"plan {when:%Y-%m-%dT%H:%M}Z ({plan.status}, solved in {plan.solve_s:.1f} s): {len(stations)} stations, "
+        f"{s.stations_in_need} in need; expected stockout station-minutes over {params.need.horizon_min} min: "
+        f"no action {s.stockout_min_no_action:.0f}, greedy {s.stockout_min_greedy:.0f}, plan {s.stockout_min_plan:.0f}"
+    )
+    routes = plan.routes()
+    for truck in range(1, fleet.trucks + 1):
+        stops = routes[routes["truck"] == truck]
+        legs = ", ".join(
+            f"{r.arrival:%H:%M} {r.action} {r.quantity} at {r.name}" for r in stops.itertuples(index=False)
+        )
+        typer.echo(f"  truck {truck}: {legs or 'stays at the depot'}")
+    typer.echo(f"stored {path}" if path else "a plan for this minute is already stored (use --overwrite to replace it)")
+

@@ -182,6 +182,46 @@ class Settings(BaseSettings):
         1000, ge=10, description="Sorted reference values kept per feature baseline for KS."
     )
 
+    # --- rebalancing (docs/optimization_extension.md) ----------------------------------------
+    rebalance_trucks: int = Field(3, ge=1, description="Trucks available to a rebalancing plan.")
+    rebalance_truck_capacity: int = Field(20, ge=1, description="Bikes one truck can carry.")
+    rebalance_truck_start_load_frac: float = Field(
+        0.5, ge=0, le=1, description="Share of its capacity each truck carries when a plan starts."
+    )
+    rebalance_horizon_min: int = Field(60, ge=5, description="Minutes a plan looks ahead and its routes may last.")
+    rebalance_interval_min: int = Field(60, ge=5, description="Minutes between two plans of the loop runner.")
+    rebalance_band_low: float = Field(0.2, ge=0, lt=1, description="Lowest safe fill (bikes / usable docks).")
+    rebalance_band_high: float = Field(0.8, gt=0, le=1, description="Highest safe fill (bikes / usable docks).")
+    rebalance_depot_lat: float | None = Field(None, ge=-90, le=90, description="Depot; default: stations' centroid.")
+    rebalance_depot_lon: float | None = Field(None, ge=-180, le=180)
+    rebalance_region_ids: list[str] = Field(
+        default_factory=list, description="Regions the trucks serve (station_information region_id); empty: all."
+    )
+    rebalance_speed_kmh: float = Field(18.0, gt=0, description="Average truck speed in the city.")
+    rebalance_road_factor: float = Field(1.35, ge=1, description="Road distance / straight-line distance.")
+    rebalance_service_min: float = Field(3.0, ge=0, description="Fixed minutes spent at each stop (park, unlock).")
+    rebalance_handling_s_per_bike: float = Field(15.0, ge=0, description="Seconds to load or unload one bike.")
+    rebalance_shift_start: str = Field(
+        "06:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Shift start, local time of the system."
+    )
+    rebalance_shift_end: str = Field(
+        "22:00", pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$", description="Shift end, local time of the system."
+    )
+    rebalance_travel_cost: float = Field(
+        0.2, ge=0, description="lambda: expected stockout station-minutes one truck-minute of travel must save."
+    )
+    rebalance_time_limit_s: float = Field(10.0, gt=0, description="Wall-clock limit of one OR-Tools solve.")
+    rebalance_min_move: int = Field(2, ge=1, description="Fewest bikes worth a stop.")
+    rebalance_helper_neighbours: int = Field(
+        4, ge=0, description="In-band stations near each station in need offered as bike sources or sinks."
+    )
+    rebalance_sigma_floor: float = Field(
+        0.75, gt=0, description="Smallest forecast standard deviation (bikes) used for stockout probabilities."
+    )
+    rebalance_history_days: int = Field(
+        21, ge=1, description="Past days the interim flow-profile forecaster averages over."
+    )
+
     @model_validator(mode="after")
     def _resolve_defaults(self) -> Settings:
         if self.feed_url is None and self.city in CITY_FEED_PRESETS:

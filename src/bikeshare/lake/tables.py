@@ -278,6 +278,52 @@ DRIFT_SCORES = TableSpec(
     ),
 )
 
+PLANS = TableSpec(
+    name="plans",
+    prefix="plans",
+    grain=Grain.MINUTE,
+    description="Rebalancing plans (dt = plan time): one 'summary' row per plan, then one row per truck stop "
+    "of the optimised and the greedy routes (method).",
+    schema=pa.schema(
+        [
+            ("plan_id", pa.string()),
+            ("as_of", UTC_TS),
+            ("created_at", UTC_TS),
+            ("method", pa.string()),  # summary | optimised | greedy
+            ("status", pa.string()),  # solver outcome: optimal | converged | time_limit | greedy_better | ...
+            ("forecaster", pa.string()),
+            ("truck", pa.int32()),
+            ("stop_seq", pa.int32()),
+            ("station_id", pa.string()),
+            ("name", pa.string()),
+            ("lat", pa.float64()),
+            ("lon", pa.float64()),
+            ("action", pa.string()),  # load | unload
+            ("quantity", pa.int32()),
+            ("arrival", UTC_TS),
+            ("departure", UTC_TS),
+            ("load_after", pa.int32()),
+            ("avoided_min", pa.float64()),  # expected stockout minutes this stop avoids
+            ("depot_lat", pa.float64()),
+            ("depot_lon", pa.float64()),
+            ("trucks", pa.int32()),
+            ("truck_capacity", pa.int32()),
+            ("horizon_min", pa.int32()),
+            ("time_limit_s", pa.float64()),
+            ("solve_s", pa.float64()),
+            ("travel_cost", pa.float64()),
+            ("stockout_min_no_action", pa.float64()),
+            ("stockout_min_plan", pa.float64()),
+            ("stockout_min_greedy", pa.float64()),
+            ("travel_min_plan", pa.float64()),
+            ("travel_min_greedy", pa.float64()),
+            ("bikes_moved_plan", pa.int32()),
+            ("bikes_moved_greedy", pa.int32()),
+            ("stations_in_need", pa.int32()),
+        ]
+    ),
+)
+
 ALL_TABLES: tuple[TableSpec, ...] = (
     STATION_STATUS,
     STATION_INFORMATION,
@@ -285,6 +331,7 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     INGEST_LOG,
     QUARANTINE,
     WEATHER,
+    PLANS,
     AUDIT,
     ALERT_EVENTS,
     FEATURE_BASELINES,

@@ -4,6 +4,25 @@ from __future__ import annotations
 
 # name -> SELECT. Order matters: a view may use the ones before it.
 DERIVED_VIEWS: dict[str, str] = {
+    # Rebalancing plans (bikeshare.rebalancing): one row per plan, and the truck stops.
+    "plan_summary": """
+        SELECT city, dt, plan_id, as_of, created_at, status, forecaster, trucks, truck_capacity, horizon_min,
+               time_limit_s, solve_s, travel_cost, depot_lat, depot_lon, stations_in_need,
+               stockout_min_no_action, stockout_min_plan, stockout_min_greedy,
+               stockout_min_no_action - stockout_min_plan AS avoided_vs_no_action,
+               stockout_min_greedy - stockout_min_plan AS avoided_vs_greedy,
+               travel_min_plan, travel_min_greedy, bikes_moved_plan, bikes_moved_greedy
+        FROM plans WHERE method = 'summary'
+    """,
+    "plan_stops": """
+        SELECT city, dt, plan_id, as_of, method, truck, stop_seq, station_id, name, lat, lon, action, quantity,
+               arrival, departure, load_after, avoided_min, depot_lat, depot_lon
+        FROM plans WHERE method <> 'summary'
+    """,
+    "plan_stops_latest": """
+        SELECT * FROM plan_stops
+        QUALIFY as_of = max(as_of) OVER (PARTITION BY city)
+    """,
     # Each station_information version is a full snapshot of the stations in force from its
     # valid_from until the next version of the same city (valid_to NULL: still in force).
     "station_information": """
