@@ -324,6 +324,81 @@ PLANS = TableSpec(
     ),
 )
 
+# ---- inference and feedback (bikeshare.inference) --------------------------------------------
+
+_PREDICTION_FIELDS: list[tuple[str, pa.DataType]] = [
+    ("batch_id", pa.string()),
+    ("prediction_time", UTC_TS),  # clock time of scoring (real or replayed)
+    ("feature_time", UTC_TS),  # the feature slot t
+    ("target_time", UTC_TS),  # t + horizon_min
+    ("horizon_min", pa.int32()),
+    ("station_id", pa.string()),
+    ("target", pa.string()),  # bikes | docks
+    ("alias", pa.string()),  # production | staging
+    ("model_name", pa.string()),
+    ("model_version", pa.string()),
+    ("probability", pa.float64()),
+    ("decision", pa.bool_()),
+    ("threshold", pa.float64()),
+    ("current_count", pa.int32()),  # bikes (or docks) at t
+    ("capacity", pa.int32()),
+    ("shadow", pa.bool_()),  # true: an extra alias scored in shadow, not served
+]
+
+INFERENCE = TableSpec(
+    name="inference",
+    prefix="inference",
+    grain=Grain.MINUTE,
+    description="Batch predictions (dt = feature slot), long: one row per station x target x horizon x alias; "
+    "one file per slot and alias.",
+    schema=pa.schema(_PREDICTION_FIELDS),
+)
+
+INFERENCE_BATCHES = TableSpec(
+    name="inference_batches",
+    prefix="inference_batches",
+    grain=Grain.DAY,
+    description="One row per inference batch and alias (dt = feature slot's day): outcome, timings, counts.",
+    schema=pa.schema(
+        [
+            ("batch_id", pa.string()),
+            ("feature_time", UTC_TS),
+            ("started_at", UTC_TS),
+            ("finished_at", UTC_TS),
+            ("duration_s", pa.float64()),
+            ("status", pa.string()),  # ok | failed | skipped
+            ("rows", pa.int64()),
+            ("stations_scored", pa.int64()),
+            ("stations_masked", pa.int64()),  # latest snapshot masked by the data contract
+            ("stations_missing", pa.int64()),  # known stations without a usable snapshot
+            ("attempts", pa.int32()),  # HTTP attempts made (retries included)
+            ("error", pa.string()),
+            ("endpoint", pa.string()),
+            ("alias", pa.string()),
+            ("shadow", pa.bool_()),
+            ("model_versions", pa.string()),  # JSON object: target -> version
+        ]
+    ),
+)
+
+QUALITY = TableSpec(
+    name="quality",
+    prefix="monitoring/quality",
+    grain=Grain.DAY,
+    description="Predictions joined with the counts observed at target_time (dt = target_time's day); "
+    "status joined | missing.",
+    schema=pa.schema(
+        [
+            *_PREDICTION_FIELDS,
+            ("actual_count", pa.int32()),
+            ("actual_label", pa.bool_()),  # actual_count <= shortage_threshold
+            ("actual_time", UTC_TS),  # last_updated of the snapshot the count comes from
+            ("status", pa.string()),  # joined | missing
+            ("joined_at", UTC_TS),
+        ]
+    ),
+)
+
 ALL_TABLES: tuple[TableSpec, ...] = (
     STATION_STATUS,
     STATION_INFORMATION,
@@ -336,4 +411,7 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     ALERT_EVENTS,
     FEATURE_BASELINES,
     DRIFT_SCORES,
+    INFERENCE,
+    INFERENCE_BATCHES,
+    QUALITY,
 )

@@ -109,4 +109,100 @@ DERIVED_VIEWS: dict[str, str] = {
         SELECT * FROM drift_scores
         QUALIFY evaluated_at = max(evaluated_at) OVER (PARTITION BY city, target)
     """,
+    # ---- inference and feedback (bikeshare.inference) ----------------------------------------
+    # The rows of the newest scored slot per city (served alias only, shadow rows left out).
+    "inference_latest": """
+        SELECT * FROM inference WHERE NOT shadow
+        QUALIFY feature_time = max(feature_time) OVER (PARTITION BY city)
+    """,
+    # Batch outcomes per UTC day and alias; success_rate = ok / (ok + failed), skipped not counted.
+    "inference_success": """
+        SELECT city, date_trunc('day', feature_time) AS day, alias, shadow,
+               count(*) AS batches,
+               count(*) FILTER (WHERE status = 'ok') AS ok,
+               count(*) FILTER (WHERE status = 'failed') AS failed,
+               count(*) FILTER (WHERE status = 'skipped') AS skipped,
+               count(*) FILTER (WHERE status = 'ok') / nullif(count(*) FILTER (WHERE status IN ('ok', 'failed')), 0)
+                   AS success_rate,
+               quantile_cont(duration_s, 0.95) FILTER (WHERE status = 'ok') AS p95_duration_s,
+               sum(rows) AS rows
+        FROM inference_batches GROUP BY ALL
+    """,
+    # Joined predictions per hour of target_time, probability rounded to 0.001: the counts the
+    # PR-AUC (average precision over the rounded scores) and F1 views add up.
+    "quality_hourly_bins": """
+        SELECT city, target, alias, model_name, model_version, shadow,
+               date_trunc('hour', target_time) AS hour, round(probability, 3) AS score,
+               count(*) FILTER (WHERE actual_label) AS pos,
+               count(*) FILTER (WHERE NOT actual_label) AS neg,
+               count(*) FILTER (WHERE decision AND actual_label) AS tp,
+               count(*) FILTER (WHERE decision AND NOT actual_label) AS fp,
+               count(*) FILTER (WHERE NOT decision AND actual_label) AS fn,
+               sum((probability - CAST(actual_label AS DOUBLE)) ** 2) AS sq_err
+        FROM quality WHERE status = 'joined'
+        GROUP BY ALL
+    """,
+    "quality_by_version": """
+        WITH bins AS (
+            SELECT city, target, alias, model_name, model_version, shadow, score,
+                   sum(pos) AS pos, sum(neg) AS neg
+            FROM quality_hourly_bins GROUP BY ALL
+        ), cum AS (
+            SELECT *, sum(pos) OVER w AS tp_at, sum(pos + neg) OVER w AS n_at
+            FROM bins
+            WINDOW w AS (PARTITION BY city, target, alias, model_name, model_version, shadow
+                         ORDER BY score DESC ROWS UNBOUNDED PRECEDING)
+        ), ap AS (
+            SELECT city, target, alias, model_name, model_version, shadow,
+                   sum(pos * tp_at / n_at) / nullif(sum(pos), 0) AS pr_auc
+            FROM cum GROUP BY ALL
+        ), counts AS (
+            SELECT city, target, alias, model_name, model_version, shadow,
+                   count(*) AS predictions,
+                   count(*) FILTER (WHERE status = 'joined') AS joined,
+                   count(*) FILTER (WHERE status = 'missing') AS missing,
+                   count(*) FILTER (WHERE status = 'joined' AND actual_label) AS positives,
+                   count(*) FILTER (WHERE status = 'joined' AND decision AND actual_label) AS tp,
+                   count(*) FILTER (WHERE status = 'joined' AND decision AND NOT actual_label) AS fp,
+                   count(*) FILTER (WHERE status = 'joined' AND NOT decision AND actual_label) AS fn,
+                   avg((probability - CAST(actual_label AS DOUBLE)) ** 2) FILTER (WHERE status = 'joined') AS brier,
+                   min(target_time) AS first_target_time, max(target_time) AS last_target_time
+            FROM quality GROUP BY ALL
+        )
+        SELECT c.*, ap.pr_auc,
+               2.0 * tp / nullif(2 * tp + fp + fn, 0) AS f1,
+               1.0 * tp / nullif(tp + fp, 0) AS precision,
+               1.0 * tp / nullif(tp + fn, 0) AS recall
+        FROM counts c LEFT JOIN ap USING (city, target, alias, model_name, model_version, shadow)
+    """,
+    # PR-AUC and F1 over the 24 h ending at each hour that has joined rows (window_end exclusive).
+    "quality_rolling_24h": """
+        WITH hours AS (
+            SELECT DISTINCT city, target, alias, model_name, model_version, shadow, hour FROM quality_hourly_bins
+        ), win AS (
+            SELECT h.city, h.target, h.alias, h.model_name, h.model_version, h.shadow,
+                   h.hour + INTERVAL 1 HOUR AS window_end, b.score,
+                   sum(b.pos) AS pos, sum(b.neg) AS neg, sum(b.tp) AS tp, sum(b.fp) AS fp, sum(b.fn) AS fn,
+                   sum(b.sq_err) AS sq_err
+            FROM hours h JOIN quality_hourly_bins b
+              ON b.city = h.city AND b.target = h.target AND b.alias = h.alias AND b.model_name = h.model_name
+             AND b.model_version = h.model_version AND b.shadow = h.shadow
+             AND b.hour > h.hour - INTERVAL 24 HOUR AND b.hour <= h.hour
+            GROUP BY ALL
+        ), cum AS (
+            SELECT *, sum(pos) OVER w AS tp_at, sum(pos + neg) OVER w AS n_at
+            FROM win
+            WINDOW w AS (PARTITION BY city, target, alias, model_name, model_version, shadow, window_end
+                         ORDER BY score DESC ROWS UNBOUNDED PRECEDING)
+        )
+        SELECT city, target, alias, model_name, model_version, shadow,
+               window_end - INTERVAL 24 HOUR AS window_start, window_end,
+               sum(pos + neg) AS rows, sum(pos) AS positives,
+               sum(pos * tp_at / n_at) / nullif(sum(pos), 0) AS pr_auc,
+               2.0 * sum(tp) / nullif(2 * sum(tp) + sum(fp) + sum(fn), 0) AS f1,
+               1.0 * sum(tp) / nullif(sum(tp) + sum(fp), 0) AS precision,
+               1.0 * sum(tp) / nullif(sum(tp) + sum(fn), 0) AS recall,
+               sum(sq_err) / sum(pos + neg) AS brier
+        FROM cum GROUP BY ALL
+    """,
 }
