@@ -153,6 +153,34 @@ class Settings(BaseSettings):
         None, description="Endpoint the batch job calls; defaults to serve_host:serve_port."
     )
 
+    # --- batch inference and actuals (bikeshare.inference) ----------------------------------
+    infer_timeout_s: float = Field(10.0, gt=0, description="Timeout of one call of the batch job to the endpoint.")
+    infer_retry_attempts: int = Field(
+        4, ge=1, description="Endpoint calls per batch (connect errors, timeouts, 5xx are retried) before it fails."
+    )
+    infer_retry_base_delay_s: float = Field(
+        0.5, ge=0, description="First back-off before an endpoint retry; doubles per attempt, with jitter."
+    )
+    infer_retry_max_delay_s: float = Field(8.0, ge=0, description="Longest back-off between endpoint retries.")
+    infer_shadow_aliases: list[str] = Field(
+        default_factory=list,
+        description="Aliases also scored in shadow (rows shadow=true) when their versions differ from the "
+        "served alias's, e.g. ['staging'].",
+    )
+    actuals_interval_min: int = Field(5, ge=1, description="Minutes between two runs of `bikeshare actuals`.")
+    actuals_settle_min: int = Field(
+        2, ge=0, description="Minutes after target_time before a prediction is joined with the observed counts."
+    )
+    actuals_max_wait_min: int = Field(
+        60,
+        ge=0,
+        description="Minutes after target_time a prediction waits for a late snapshot before it is "
+        "recorded as status 'missing'.",
+    )
+    actuals_lookback_h: int = Field(
+        48, ge=1, description="Hours of predictions (by feature time) each actuals run looks at for pending rows."
+    )
+
     # --- schedules ---------------------------------------------------------------------------
     infer_interval_min: int = Field(5, ge=1)
     monitor_interval_min: int = Field(60, ge=1)
