@@ -149,6 +149,20 @@ class Settings(BaseSettings):
     serve_max_batch_rows: int = Field(5000, ge=1)
     serve_model_poll_s: float = Field(10.0, gt=0, description="How often the endpoint checks whether its alias moved.")
     serve_threads_per_worker: int = Field(1, ge=1, description="LightGBM threads per request worker.")
+    serve_workers: int = Field(1, ge=1, le=64, description="Endpoint worker processes sharing the port.")
+    serve_model_dir: Path | None = Field(
+        None,
+        description="Serve bundle folders (<dir>/bikes, <dir>/docks; SageMaker's /opt/ml/model) instead of "
+        "registry aliases.",
+    )
+    serve_max_body_mb: float = Field(32.0, gt=0, description="Largest /invocations body accepted (413 above).")
+    serve_keep_alive_s: int = Field(
+        75, ge=1, description="Idle keep-alive timeout; above the load balancer's (SageMaker's is 60 s)."
+    )
+    serve_access_log: bool = Field(False, description="Log every request (costs latency at high rates).")
+    serve_risk_refresh_s: float = Field(
+        5.0, gt=0, description="How often the product API looks for a newer inference batch in the lake."
+    )
     endpoint_url: str | None = Field(
         None, description="Endpoint the batch job calls; defaults to serve_host:serve_port."
     )
