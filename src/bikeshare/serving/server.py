@@ -1,0 +1,155 @@
+"""Running the endpoint on uvicorn: one process, or N workers sharing one listening socket.
+
+Both modes bind the listening socket here, with ``proto=IPPROTO_TCP``, and speak HTTP through
+:class:`NoDelayHttpToolsProtocol`, which sets TCP_NODELAY on every accepted connection. uvicorn's
+own ``--workers`` path binds with ``proto=0``; asyncio then skips TCP_NODELAY on accepted sockets and
+every keep-alive request after the first waits ~40 ms for a delayed ACK (uvicorn issue 3149). The
+explicit setsockopt makes the fix independent of how the socket was made.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from bikeshare.serving.models import FolderModelProvider, ModelProvider, RegistryModelProvider
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from fastapi import FastAPI
+
+    from bikeshare.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STARTUP_FAILURE = 3  # uvicorn's exit code for a worker that cannot start (the supervisor gives up)
+
+
+class NoDelayHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with Nagle's algorithm off on each accepted TCP socket."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        set_nodelay(transport.get_extra_info("socket"))
+        super().connection_made(transport)
+
+
+def set_nodelay(sock: Any) -> None:
+    """TCP_NODELAY on a TCP socket (or uvloop's socket stand-in); anything else is left alone."""
+    if sock is None or getattr(sock, "family", None) not in (socket.AF_INET, socket.AF_INET6):
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:  # pragma: no cover - a closed or non-TCP socket
+        log.debug("could not set TCP_NODELAY", exc_info=True)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket that accepted connections inherit ``proto=IPPROTO_TCP`` from."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def build_provider(settings: Settings, *, model_dir: Path | None = None) -> ModelProvider:
+    """Load the models (folder or registry aliases); raises RegistryUnavailable / FileNotFoundError."""
+    folder = model_dir or settings.serve_model_dir
+    if folder is not None:
+        provider: FolderModelProvider | RegistryModelProvider = FolderModelProvider(Path(folder), settings=settings)
+    else:
+        provider = RegistryModelProvider(settings=settings)
+    state = provider.load()
+    if settings.serve_alias not in state.sets:
+        log.warning(
+            "no %s model loaded yet (missing %s in %s); /ping answers 503 until one is",
+            settings.serve_alias,
+            ", ".join(state.missing(settings.serve_alias)),
+            state.location,
+        )
+    return provider
+
+
+def worker_app(settings: Settings, model_dir: Path | None) -> FastAPI:
+    """App factory run inside each worker process; a load failure stops the whole endpoint."""
+    from bikeshare.registry.client import RegistryUnavailable
+    from bikeshare.serving.app import create_app
+
+    try:
+        provider = build_provider(settings, model_dir=model_dir)
+    except (RegistryUnavailable, FileNotFoundError, ValueError) as exc:
+        log.error("worker cannot load its models: %s", exc)
+        sys.exit(STARTUP_FAILURE)
+    return create_app(settings=settings, provider=provider)
+
+
+def uvicorn_config(settings: Settings, app: Any, *, workers: int, factory: bool = False) -> Any:
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        factory=factory,
+        workers=workers,
+        http=NoDelayHttpToolsProtocol,
+        loop="auto",  # uvloop when installed
+        lifespan="on",
+        access_log=settings.serve_access_log,
+        timeout_keep_alive=settings.serve_keep_alive_s,
+        server_header=False,
+        date_header=False,
+        proxy_headers=False,
+        log_level="info",
+    )
+
+
+def run_server(
+    *,
+    settings: Settings,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+    model_dir: Path | None = None,
+    provider: ModelProvider | None = None,
+) -> int:
+    """Serve until SIGINT/SIGTERM; returns the exit code (non-zero when workers could not start).
+
+    With one worker the already-loaded ``provider`` (or one built here) serves in this process.
+    With more, this process checks the model source once (a registry outage fails here, before
+    any worker starts, and the bundles land in the shared download cache), then supervises
+    ``workers`` processes that each load their own models and accept on the same socket.
+    """
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from bikeshare.serving.app import create_app
+
+    host = host or settings.serve_host
+    port = settings.serve_port if port is None else port
+    workers = workers or settings.serve_workers
+    if provider is None:
+        provider = build_provider(settings, model_dir=model_dir)
+    sock = bind_socket(host, port)
+    if workers == 1:
+        config = uvicorn_config(settings, create_app(settings=settings, provider=provider), workers=1)
+        server = uvicorn.Server(config)
+        server.run(sockets=[sock])
+        return 0 if server.started else STARTUP_FAILURE
+    provider.close()
+    del provider  # each worker loads its own copy
+    config = uvicorn_config(settings, partial(worker_app, settings, model_dir), workers=workers, factory=True)
+    supervisor = Multiprocess(config, sockets=[sock])
+    supervisor.run()
+    failed = [p.exitcode for p in supervisor.processes if p.exitcode == STARTUP_FAILURE]
+    return STARTUP_FAILURE if failed else 0
