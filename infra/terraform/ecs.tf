@@ -112,6 +112,7 @@ resource "aws_efs_file_system" "mlflow" {
 }
 
 resource "aws_efs_backup_policy" "mlflow" {
+  count          = var.mlflow_store_backup ? 1 : 0
   file_system_id = aws_efs_file_system.mlflow.id
   backup_policy {
     status = "ENABLED"

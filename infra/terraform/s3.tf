@@ -58,6 +58,9 @@ resource "aws_s3_bucket_logging" "this" {
   bucket        = each.value.id
   target_bucket = aws_s3_bucket.this["access_logs"].id
   target_prefix = "${each.key}/"
+
+  # S3 checks at this call that the target bucket's policy lets the log service write.
+  depends_on = [aws_s3_bucket_policy.this]
 }
 
 resource "aws_s3_bucket_policy" "this" {
@@ -77,7 +80,7 @@ data "aws_iam_policy_document" "bucket" {
     actions   = ["s3:*"]
     resources = ["arn:${local.partition}:s3:::${each.value.name}", "arn:${local.partition}:s3:::${each.value.name}/*"]
     principals {
-      type        = "*"
+      type        = "AWS" # {"AWS": "*"}: everyone, the same as "*"
       identifiers = ["*"]
     }
     condition {

@@ -180,6 +180,12 @@ variable "job_memory" {
   }
 }
 
+variable "mlflow_store_backup" {
+  description = "Daily AWS Backup of the MLflow store (registry, runs, artifacts) on EFS."
+  type        = bool
+  default     = true
+}
+
 variable "sigv4_proxy_image" {
   description = "Signing sidecar that lets the infer job call the SageMaker runtime over plain HTTP (pin a digest in production)."
   type        = string
