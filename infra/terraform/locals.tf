@@ -27,7 +27,7 @@ locals {
   jobs = {
     ingest   = { command = ["ingest", "--once"], role = "ingest" }
     infer    = { command = ["infer", "--once"], role = "infer" }
-    actuals  = { command = ["actuals"], role = "infer" }
+    actuals  = { command = ["actuals", "--once"], role = "infer" }
     monitor  = { command = ["monitor", "--once"], role = "monitor" }
     pipeline = { command = ["pipeline"], role = "pipeline" }
     promote  = { command = ["--help"], role = "promote" } # always started with promote/rollback args

@@ -272,6 +272,11 @@ def test_commands_the_deployment_runs_exist_in_the_cli(tf_modules: list[tfpolicy
     assert len(invocations) >= 8
     for words in invocations:
         _check_invocation(commands, words)
+    # A scheduled task must end: a command that loops unless told `--once` gets `--once`.
+    for job, spec in jobs_local.items():
+        command = commands.get(spec["command"][0])
+        if command is not None and "--once" in {o for p in command.params for o in p.opts}:
+            assert "--once" in spec["command"], f"the {job} task would never stop: add --once"
 
 
 # --- infra/scripts/run-ecs-task.sh against a stand-in `aws` ------------------------------------
