@@ -7,17 +7,19 @@ locals {
   role_path  = "/${local.name}/"
   log_prefix = "arn:${local.partition}:logs:${var.region}:${local.account_id}:log-group:/${local.name}"
 
-  # Lake access per task role: prefixes read, prefixes written (write implies read).
-  lake_access = {
-    ingest   = { read = [], write = ["raw/", "ingest_log/", "quarantine/", "weather/"] }
-    infer    = { read = ["raw/", "weather/", "features/"], write = ["inference/", "monitoring/"] }
-    monitor  = { read = ["raw/", "ingest_log/", "quarantine/", "weather/", "features/", "inference/"], write = ["monitoring/"] }
-    pipeline = { read = ["raw/", "weather/", "ingest_log/"], write = ["features/", "monitoring/"] }
-    promote  = { read = ["inference/", "monitoring/"], write = [] }
+  # Lake prefixes each task role may write; every role may read the whole lake, because
+  # Lake.connect() scans every table to build its DuckDB views (and the data is public).
+  # Each lake table's prefix must be written by some job here (tests/infra checks every table).
+  lake_writes = {
+    ingest   = ["raw/", "ingest_log/", "quarantine/", "weather/"]
+    infer    = ["inference/", "inference_batches/", "monitoring/quality/"] # infer and actuals
+    monitor  = ["monitoring/"]
+    pipeline = ["features/", "monitoring/baselines/", "audit/", "weather/"] # includes the staging alias move
+    promote  = ["audit/"]                                                   # promote and rollback
   }
   # Task roles that publish custom metrics to CloudWatch (namespace-scoped).
   metric_publishers = toset(["ingest", "infer", "monitor"])
-  task_roles        = setunion(keys(local.lake_access), ["mlflow"])
+  task_roles        = setunion(keys(local.lake_writes), ["mlflow"])
 }
 
 data "aws_iam_policy_document" "ecs_tasks_assume" {
@@ -79,33 +81,25 @@ resource "aws_iam_role" "job" {
 }
 
 data "aws_iam_policy_document" "lake_job" {
-  for_each = local.lake_access
+  for_each = local.lake_writes
 
   statement {
-    sid       = "ListOwnPrefixes"
+    sid       = "ListLake"
     actions   = ["s3:ListBucket"]
     resources = [local.lake_arn]
-    condition {
-      test     = "StringLike"
-      variable = "s3:prefix"
-      values   = [for p in concat(each.value.read, each.value.write) : "${p}*"]
-    }
   }
 
   statement {
-    sid       = "ReadPrefixes"
+    sid       = "ReadLake"
     actions   = ["s3:GetObject"]
-    resources = [for p in concat(each.value.read, each.value.write) : "${local.lake_arn}/${p}*"]
+    resources = ["${local.lake_arn}/*"]
   }
 
-  dynamic "statement" {
-    for_each = length(each.value.write) > 0 ? [1] : []
-    content {
-      # Lake.write is temp file then rename (copy + delete) on S3, hence DeleteObject.
-      sid       = "WritePrefixes"
-      actions   = ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
-      resources = [for p in each.value.write : "${local.lake_arn}/${p}*"]
-    }
+  statement {
+    # Lake.write is one PUT on S3; DeleteObject is for Lake.delete_partition (rebuilt partitions).
+    sid       = "WriteOwnPrefixes"
+    actions   = ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+    resources = [for p in each.value : "${local.lake_arn}/${p}*"]
   }
 
   statement {
@@ -139,7 +133,7 @@ data "aws_iam_policy_document" "lake_job" {
 }
 
 resource "aws_iam_role_policy" "lake_job" {
-  for_each = local.lake_access
+  for_each = local.lake_writes
   name     = "lake-${each.key}"
   role     = aws_iam_role.job[each.key].id
   policy   = data.aws_iam_policy_document.lake_job[each.key].json
@@ -273,19 +267,14 @@ data "aws_iam_policy_document" "sagemaker" {
     resources = ["*"] # ENI management for vpc_config is not resource-scoped at creation time
   }
   statement {
-    sid       = "ReadLatestPredictions"
+    sid       = "ReadLakeForTheProductApi" # latest predictions and stations, through Lake.connect()
     actions   = ["s3:GetObject"]
-    resources = ["${local.lake_arn}/inference/*", "${local.lake_arn}/raw/station_information/*"]
+    resources = ["${local.lake_arn}/*"]
   }
   statement {
-    sid       = "ListLatestPredictions"
+    sid       = "ListLake"
     actions   = ["s3:ListBucket"]
     resources = [local.lake_arn]
-    condition {
-      test     = "StringLike"
-      variable = "s3:prefix"
-      values   = ["inference/*", "raw/station_information/*"]
-    }
   }
   statement {
     sid       = "ProjectKey"

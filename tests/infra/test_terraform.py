@@ -324,6 +324,28 @@ def test_lake_lifecycle_tiers_raw_and_expires_quarantine(modules: list[tfpolicy.
     assert defaults["raw_to_ia_days"] < defaults["raw_to_glacier_days"] < defaults["raw_expire_days"]
 
 
+# Tables no AWS job writes: operators make dispatch plans from the dashboard or the CLI.
+NOT_WRITTEN_ON_AWS = {"plans"}
+
+
+def test_every_lake_table_has_a_writer_role(modules: list[tfpolicy.Module]) -> None:
+    writes: dict[str, list[str]] = _locals(modules)["lake_writes"]
+    for spec in ALL_TABLES:
+        writers = [
+            role for role, prefixes in writes.items() if any((spec.prefix + "/").startswith(p) for p in prefixes)
+        ]
+        if spec.prefix in NOT_WRITTEN_ON_AWS:
+            continue
+        assert writers, (
+            f"no task role may write the lake table {spec.name} ({spec.prefix}/): "
+            "add its prefix to local.lake_writes in infra/terraform/iam.tf for the job that writes it"
+        )
+    roots = [spec.prefix + "/" for spec in ALL_TABLES]
+    for role, prefixes in writes.items():
+        for prefix in prefixes:
+            assert any(r.startswith(prefix) for r in roots), f"{role} writes {prefix}, which holds no lake table"
+
+
 def test_alarm_thresholds_are_the_seed_thresholds(modules: list[tfpolicy.Module]) -> None:
     defaults = _variable_defaults(modules)
     settings = Settings()
