@@ -581,3 +581,97 @@ def rebalance_plan(
         typer.echo(f"  truck {truck}: {legs or 'stays at the depot'}")
     typer.echo(f"stored {path}" if path else "a plan for this minute is already stored (use --overwrite to replace it)")
 
+
+# ---- batch inference and actuals (bikeshare.inference) ---------------------------------------
+
+
+@app.command()
+def infer(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Score one batch and exit (status 1 when it failed).")] = False,
+    endpoint: Annotated[
+        str | None, typer.Option("--endpoint", help="Endpoint base URL; default: endpoint_url (serve_host:serve_port).")
+    ] = None,
+    shadow: Annotated[
+        list[str] | None,
+        typer.Option("--shadow", help="Also score this alias in shadow (repeatable); default: infer_shadow_aliases."),
+    ] = None,
+    replay_clock: Annotated[
+        str | None, typer.Option("--replay-clock", help="Take 'now' from the replay server at this base URL.")
+    ] = None,
+    at: Annotated[str | None, typer.Option("--at", help="With --once: score the slot of this time (ISO, UTC).")] = None,
+) -> None:
+    """Score all active stations every infer_interval_min through the endpoint into inference/ (Ctrl-C stops)."""
+    from bikeshare.inference.batch import check_aliases, run_inference_batch, run_inference_loop
+    from bikeshare.inference.endpoint_client import EndpointClient
+    from bikeshare.inference.schedule import job_clock, run_until_signal
+    from bikeshare.lake.store import Lake
+
+    settings = settings_of(ctx)
+    if endpoint is not None:
+        settings = settings.model_copy(update={"endpoint_url": endpoint})
+    try:
+        aliases = check_aliases([settings.serve_alias, *(settings.infer_shadow_aliases if shadow is None else shadow)])
+        client = EndpointClient.from_settings(settings)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    try:
+        clock = job_clock(replay_url=replay_clock, at=at, once=once)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    lake = Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url)
+    with client:
+        if once:
+            record = run_inference_batch(lake=lake, endpoint=client, settings=settings, now=clock(), aliases=aliases)
+            typer.echo(record.summary())
+            if record.status == "failed":
+                raise typer.Exit(1)
+            return
+        typer.echo(
+            f"scoring {', '.join(aliases)} through {client.invocations_url} every {settings.infer_interval_min} min "
+            f"into {lake.root} (Ctrl-C stops)"
+        )
+        runs = run_until_signal(
+            lambda stop: run_inference_loop(
+                lake=lake,
+                endpoint=client,
+                settings=settings,
+                clock=clock,
+                stop=stop,
+                aliases=aliases,
+                on_record=lambda r: typer.echo(r.summary()),
+            )
+        )
+    typer.echo(f"stopped after {runs} batches")
+
+
+@app.command()
+def actuals(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Join once and exit.")] = False,
+    replay_clock: Annotated[
+        str | None, typer.Option("--replay-clock", help="Take 'now' from the replay server at this base URL.")
+    ] = None,
+    at: Annotated[str | None, typer.Option("--at", help="With --once: join as of this time (ISO, UTC).")] = None,
+) -> None:
+    """Join predictions whose horizon has passed with the observed counts into monitoring/quality/ (Ctrl-C stops)."""
+    from bikeshare.inference.actuals import run_actuals, run_actuals_loop
+    from bikeshare.inference.schedule import job_clock, run_until_signal
+    from bikeshare.lake.store import Lake
+
+    settings = settings_of(ctx)
+    try:
+        clock = job_clock(replay_url=replay_clock, at=at, once=once)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    lake = Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url)
+    if once:
+        typer.echo(run_actuals(lake=lake, settings=settings, now=clock()).summary())
+        return
+    typer.echo(f"joining actuals every {settings.actuals_interval_min} min in {lake.root} (Ctrl-C stops)")
+    runs = run_until_signal(
+        lambda stop: run_actuals_loop(
+            lake=lake, settings=settings, clock=clock, stop=stop, on_report=lambda r: typer.echo(r.summary())
+        )
+    )
+    typer.echo(f"stopped after {runs} runs")

@@ -1,0 +1,1 @@
+"""Batch scoring against the endpoint and the actuals feedback loop."""

@@ -1,0 +1,242 @@
+"""Inference fixtures: a lake backfilled from a cut of the shipped slice, real models in a temp MLflow
+store, the real endpoint (serving.create_app on uvicorn) on a free loopback port.
+
+The cut is 2023-03-07 14:00-20:00 UTC (morning in San Francisco). The lake holds its first three
+hours; the rest arrives through a replay server when a test advances the virtual clock.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from bikeshare.gbfs.recording import INFORMATION_FILE, MANIFEST, STATUS_FILE, Recording, default_recording_path
+from bikeshare.ingest.backfill import backfill
+from bikeshare.lake.store import Lake
+from bikeshare.settings import Settings
+from bikeshare.training.bundle import BundleMeta, IsotonicCalibration, LightGBMScorer, ModelBundle
+from bikeshare.training.report import EvaluationReport, ScoreMetrics, SliceComparison
+
+CUT_START = pd.Timestamp("2023-03-07T14:00Z")
+HISTORY_END = pd.Timestamp("2023-03-07T17:00Z")  # the lake starts with [CUT_START, HISTORY_END)
+CUT_END = pd.Timestamp("2023-03-07T20:00Z")
+TRAIN_START, TRAIN_END = pd.Timestamp("2023-03-07T15:00Z"), pd.Timestamp("2023-03-07T16:25Z")
+MODEL_FEATURES = (
+    "bikes",
+    "docks",
+    "capacity",
+    "fill_ratio",
+    "net_flow_30",
+    "net_flow_60",
+    "bikes_min_60",
+    "docks_min_60",
+    "nb_bikes",
+    "nb_docks",
+    "hour_local",
+)
+
+
+def cut_recording(src: Recording, dest: Path, *, start: pd.Timestamp, end: pd.Timestamp) -> Recording:
+    """A recording folder holding the snapshots of ``src`` with ``start <= last_updated < end``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    table = pq.read_table(src.path / STATUS_FILE)
+    stamps = table.column("last_updated")
+    keep = pc.and_(pc.greater_equal(stamps, start.to_pydatetime()), pc.less(stamps, end.to_pydatetime()))
+    part = table.filter(keep)
+    pq.write_table(part, dest / STATUS_FILE)
+    shutil.copy(src.path / INFORMATION_FILE, dest / INFORMATION_FILE)
+    times = pd.to_datetime(part.column("last_updated").to_pandas(), utc=True)
+    manifest = {
+        **src.manifest,
+        "start": times.min().isoformat(),
+        "end": times.max().isoformat(),
+        "snapshots": int(times.nunique()),
+        "status_rows": part.num_rows,
+        "window_start": start.isoformat(),
+        "window_end": end.isoformat(),
+    }
+    (dest / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return Recording.open(dest)
+
+
+@dataclass
+class TrainingRun:
+    """A training result in the shape registry.tracking.log_training_run reads."""
+
+    bundle: ModelBundle
+    report: EvaluationReport
+    params: dict[str, Any]
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    data_window: tuple[str, str] = ("", "")
+
+
+def _metrics(rows: int, positives: int) -> ScoreMetrics:
+    return ScoreMetrics(pr_auc=0.9, f1=0.8, precision=0.8, recall=0.8, brier=0.05, rows=rows, positives=positives)
+
+
+def fit_run(frame: pd.DataFrame, target: str, *, rounds: int, seed: int) -> TrainingRun:
+    """A small real LightGBM bundle for ``target`` fitted on feature rows with labels."""
+    import lightgbm
+
+    labelled = frame[frame[f"y_{target}"].notna()]
+    x = labelled.loc[:, list(MODEL_FEATURES)].astype("float64").to_numpy(np.float64, na_value=np.nan)
+    y = labelled[f"y_{target}"].astype(bool).to_numpy().astype(int)
+    booster = lightgbm.train(
+        {"objective": "binary", "num_leaves": 7, "learning_rate": 0.1, "verbose": -1, "seed": seed, "num_threads": 1},
+        lightgbm.Dataset(x, label=y),
+        num_boost_round=rounds,
+    )
+    meta = BundleMeta(
+        target=target,  # type: ignore[arg-type]
+        horizon_min=30,
+        shortage_threshold=2,
+        algo="lightgbm",
+        feature_names=MODEL_FEATURES,
+        decision_threshold=0.5,
+        calibration=IsotonicCalibration.identity(),
+        feature_version="1",
+        booster_file=LightGBMScorer.FILE,
+    )
+    slices = {
+        s: SliceComparison(model=_metrics(len(y), int(y.sum())), baseline=_metrics(len(y), int(y.sum())))
+        for s in ("all", "onsets", "recoveries")
+    }
+    report = EvaluationReport(
+        target=target,
+        window_start=TRAIN_START.isoformat(),
+        window_end=TRAIN_END.isoformat(),
+        decision_threshold=0.5,
+        slices=slices,
+    )
+    return TrainingRun(
+        bundle=ModelBundle(meta=meta, scorer=LightGBMScorer(booster=booster)),
+        report=report,
+        params={"rounds": rounds, "seed": seed},
+        data_window=(TRAIN_START.isoformat(), TRAIN_END.isoformat()),
+    )
+
+
+@dataclass(frozen=True)
+class World:
+    """What the session built once: the cut, the backfilled lake, the model store."""
+
+    cut: Recording
+    history: Recording
+    lake_dir: Path
+    state_dir: Path
+    train_frame: pd.DataFrame
+
+
+def settings_for(lake_dir: Path, state_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "city": "sf",
+        "lake_uri": str(lake_dir),
+        "state_dir": state_dir,
+        "weather_enabled": False,
+        "infer_retry_attempts": 3,
+        "infer_retry_base_delay_s": 0.0,
+        "infer_retry_max_delay_s": 0.0,
+        "infer_timeout_s": 5.0,
+        "serve_model_poll_s": 0.2,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    from bikeshare.features.build import build_features
+    from bikeshare.registry.client import model_name, open_client
+    from bikeshare.registry.tracking import log_training_run
+
+    root = tmp_path_factory.mktemp("inference-world")
+    shipped = Recording.open(default_recording_path())
+    cut = cut_recording(shipped, root / "cut", start=CUT_START, end=CUT_END)
+    history = cut_recording(shipped, root / "history", start=CUT_START, end=HISTORY_END)
+    state = root / "state"
+    settings = settings_for(root / "lake", state)
+    lake = Lake.open(settings.lake_uri)
+    backfill(recording=history, lake=lake, settings=settings, workers=2)
+    frame = build_features(lake=lake, city="sf", start=TRAIN_START, end=TRAIN_END, settings=settings)
+    client = open_client(settings)
+    for target in ("bikes", "docks"):
+        logged = log_training_run(
+            client=client, result=fit_run(frame, target, rounds=20, seed=1), settings=settings, commit="test"
+        )
+        assert logged.version is not None
+        client.set_registered_model_alias(model_name("sf", target), "production", logged.version.version)
+    return World(cut=cut, history=history, lake_dir=root / "lake", state_dir=state, train_frame=frame)
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EndpointServer:
+    """The real endpoint app (serving.create_app) on uvicorn in a thread, on a loopback port."""
+
+    def __init__(self, settings: Settings, port: int) -> None:
+        import uvicorn
+
+        from bikeshare.serving.app import create_app
+        from bikeshare.serving.models import RegistryModelProvider
+
+        self.provider = RegistryModelProvider(settings=settings)
+        self.provider.load()
+        app = create_app(settings=settings, provider=self.provider, lake=Lake.open(settings.lake_uri))
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self._thread = threading.Thread(target=self._server.run, name=f"endpoint-{port}", daemon=True)
+
+    def start(self) -> EndpointServer:
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"endpoint on port {self.port} did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def endpoint(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EndpointServer]:
+    """One endpoint for the session (tests that stop an endpoint start their own)."""
+    settings = settings_for(tmp_path_factory.mktemp("endpoint-lake"), world.state_dir)
+    server = EndpointServer(settings, free_loopback_port()).start()
+    yield server
+    server.stop()
+
+
+@dataclass(frozen=True)
+class Env:
+    settings: Settings
+    lake: Lake
+
+
+@pytest.fixture
+def env(world: World, tmp_path: Path, endpoint: EndpointServer) -> Env:
+    """A private copy of the backfilled lake, with settings pointing at the session endpoint."""
+    lake_dir = tmp_path / "lake"
+    shutil.copytree(world.lake_dir, lake_dir)
+    settings = settings_for(lake_dir, world.state_dir, endpoint_url=endpoint.url)
+    return Env(settings=settings, lake=Lake.open(settings.lake_uri))

@@ -1,0 +1,114 @@
+"""End to end on a replayed clock: ingest from a replay server, score through the real endpoint,
+join the actuals once the replayed clock passes the horizon, check them against the recorded counts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from bikeshare.cli import app
+from bikeshare.gbfs.client import GbfsClient
+from bikeshare.gbfs.replay import ReplayServer
+from bikeshare.inference.actuals import run_actuals
+from bikeshare.inference.batch import run_inference_batch
+from bikeshare.inference.endpoint_client import EndpointClient
+from bikeshare.ingest.clock import ReplayFollower
+from bikeshare.ingest.poller import IngestState, ingest_once
+from bikeshare.lake.tables import INFERENCE, QUALITY, STATION_STATUS
+
+from .conftest import HISTORY_END, EndpointServer, Env, World
+
+
+@pytest.fixture
+def replay(world: World) -> Iterator[ReplayServer]:
+    server = ReplayServer(world.cut, speed=1.0, start=HISTORY_END - pd.Timedelta(minutes=1), paused=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+def recorded_counts(env: Env, at: pd.Timestamp) -> pd.DataFrame:
+    """Per station, the latest unmasked snapshot at or before ``at`` within max_snapshot_age_min (pandas)."""
+    frame = env.lake.read(STATION_STATUS, city="sf").to_pandas()
+    age = pd.Timedelta(minutes=env.settings.max_snapshot_age_min)
+    frame = frame[~frame["masked"] & (frame["last_updated"] <= at) & (frame["last_updated"] >= at - age)]
+    return frame.sort_values("last_updated").groupby("station_id").tail(1).set_index("station_id")
+
+
+def test_infer_then_actuals_on_the_replayed_clock(env: Env, replay: ReplayServer, endpoint: EndpointServer) -> None:
+    settings = env.settings
+    clock = ReplayFollower(replay.url)
+    feed = GbfsClient.from_settings(settings, discovery_url=replay.discovery_url, utc_now=clock)
+    state = IngestState()
+
+    def step(minutes: int) -> pd.Timestamp:
+        replay.clock.advance(minutes * 60)
+        ingest_once(client=feed, lake=env.lake, settings=settings, clock=clock, state=state)
+        return clock()
+
+    with feed, EndpointClient.from_settings(settings, sleep=lambda _s: None) as client:
+        ingest_once(client=feed, lake=env.lake, settings=settings, clock=clock, state=state)
+        now = clock()
+        record = run_inference_batch(lake=env.lake, endpoint=client, settings=settings, now=now)
+        assert record.status == "ok" and record.feature_time == now.floor("5min")
+        target = record.feature_time + pd.Timedelta(minutes=settings.horizon_min)
+        predictions = env.lake.read(INFERENCE, city="sf").to_pandas()
+
+        reports = []
+        while clock() < target + pd.Timedelta(minutes=settings.actuals_settle_min + 10):
+            now = step(5)
+            reports.append((now, run_actuals(lake=env.lake, settings=settings, now=now)))
+
+    before = [r for t, r in reports if t < target + pd.Timedelta(minutes=settings.actuals_settle_min)]
+    assert before and all(r.due == 0 and r.files_written == 0 for r in before)
+    joined = sum(r.joined for _, r in reports)
+    assert joined > 0.9 * len(predictions)
+
+    quality = env.lake.read(QUALITY, city="sf").to_pandas()
+    assert len(quality) == joined and (quality["status"] == "joined").all()
+    counts = recorded_counts(env, target)
+    for kind in ("bikes", "docks"):
+        mine = quality[quality["target"] == kind].set_index("station_id")
+        assert (mine["actual_count"].astype(int) == counts.loc[mine.index, kind].astype(int)).all()
+        assert (mine["actual_time"] == counts.loc[mine.index, "last_updated"]).all()
+        assert (mine["actual_label"] == (mine["actual_count"] <= settings.shortage_threshold)).all()
+        rows = predictions[predictions["target"] == kind].set_index("station_id").loc[mine.index]
+        assert (mine["probability"] == rows["probability"]).all()
+    # The replayed counts really moved between the prediction and the target time.
+    then = quality.set_index(["station_id", "target"])
+    assert (then["current_count"] != then["actual_count"]).any()
+
+    con = env.lake.connect()
+    rolling = con.sql("SELECT target, rows, pr_auc, f1 FROM quality_rolling_24h ORDER BY target").fetchall()
+    assert [r[0] for r in rolling] == ["bikes", "docks"]
+    assert sum(r[1] for r in rolling) == joined
+
+
+def test_cli_infer_once_and_actuals_once(env: Env, endpoint: EndpointServer) -> None:
+    runner = CliRunner()
+    environ = {
+        "BIKESHARE_LAKE_URI": env.settings.lake_uri,
+        "BIKESHARE_STATE_DIR": str(env.settings.state_dir),
+        "BIKESHARE_WEATHER_ENABLED": "false",
+        "BIKESHARE_CITY": "sf",
+    }
+    scored = runner.invoke(
+        app, ["infer", "--once", "--endpoint", endpoint.url, "--at", "2023-03-07T16:22Z"], env=environ
+    )
+    assert scored.exit_code == 0, scored.output
+    assert "2023-03-07 16:20Z production: ok" in scored.output
+    joined = runner.invoke(app, ["actuals", "--once", "--at", "2023-03-07T16:56Z"], env=environ)
+    assert joined.exit_code == 0, joined.output
+    assert " joined" in joined.output and env.lake.files(QUALITY, city="sf")
+
+    down = runner.invoke(
+        app,
+        ["infer", "--once", "--endpoint", "http://127.0.0.1:9", "--at", "2023-03-07T16:32Z"],
+        env={**environ, "BIKESHARE_INFER_RETRY_ATTEMPTS": "1"},
+    )
+    assert down.exit_code == 1 and "failed" in down.output
+    loop_at = runner.invoke(app, ["infer", "--at", "2023-03-07T16:32Z"], env=environ)
+    assert loop_at.exit_code != 0 and "--at needs --once" in loop_at.output
