@@ -418,6 +418,67 @@ def models_history(
     typer.echo(frame[columns].to_string(index=False) if len(frame) else "(no promotions recorded)")
 
 
+@models_app.command("export")
+def models_export(
+    ctx: typer.Context,
+    dest: Annotated[Path, typer.Argument(help="Folder to write <target>/ bundles into (e.g. for /opt/ml/model).")],
+    alias: Annotated[str, typer.Option(help="Alias whose versions to export: staging | production.")] = "production",
+) -> None:
+    """Write the bundles that hold an alias (bikes and docks) as a model folder `bikeshare serve --model-dir` reads."""
+    from bikeshare.registry.client import ALIASES, ModelNotFoundError, RegistryUnavailable, open_client
+    from bikeshare.serving.models import export_alias
+
+    settings = settings_of(ctx)
+    _check_choice(alias, ALIASES, "--alias")
+    try:
+        written = export_alias(open_client(settings), settings=settings, alias=alias, dest=dest)
+    except (RegistryUnavailable, ModelNotFoundError) as exc:
+        raise _registry_failure(exc) from exc
+    for target, record in written.items():
+        typer.echo(f"{dest / target}: {record['name']} v{record['version']} ({alias})")
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    port: Annotated[int | None, typer.Option(help="Port; default serve_port (8080).")] = None,
+    host: Annotated[str | None, typer.Option(help="Interface; default serve_host.")] = None,
+    alias: Annotated[
+        str | None, typer.Option(help="Alias answering by default: production | staging (serve_alias).")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(min=1, max=64, help="Worker processes (serve_workers).")] = None,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option(help="Serve bundle folders <dir>/bikes and <dir>/docks instead of registry aliases."),
+    ] = None,
+) -> None:
+    """Run the endpoint: SageMaker /ping + /invocations and the product API (exit 3: registry unreachable)."""
+    from bikeshare.registry.client import ALIASES, RegistryUnavailable
+    from bikeshare.serving.server import build_provider, run_server
+
+    settings = settings_of(ctx)
+    if alias is not None:
+        settings = settings.model_copy(update={"serve_alias": _check_choice(alias, ALIASES, "--alias")})
+    workers = workers or settings.serve_workers
+    try:
+        # one worker serves the provider loaded here; several check the source and load their own
+        provider = build_provider(settings, model_dir=model_dir) if workers == 1 else None
+        code = run_server(
+            settings=settings, host=host, port=port, workers=workers, model_dir=model_dir, provider=provider
+        )
+    except RegistryUnavailable as exc:
+        typer.echo(f"error: cannot start the endpoint: {exc}", err=True)
+        raise typer.Exit(code=3) from exc
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: cannot start the endpoint: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    except OSError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    if code:
+        raise typer.Exit(code=code)
+
+
 alerts_app = typer.Typer(no_args_is_help=True, help="Alerts: list, acknowledge, and check the rules file.")
 app.add_typer(alerts_app, name="alerts")
 

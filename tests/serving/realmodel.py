@@ -57,9 +57,12 @@ def cut_recording(dest: Path, *, hours: float, source: Path | None = None) -> Re
     )
     (dest / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     for extra in src.path.iterdir():
-        if extra.name not in {"station_status.parquet", "station_information.parquet", "manifest.json"}:
-            if extra.is_file():
-                shutil.copyfile(extra, dest / extra.name)
+        if extra.is_file() and extra.name not in {
+            "station_status.parquet",
+            "station_information.parquet",
+            "manifest.json",
+        }:
+            shutil.copyfile(extra, dest / extra.name)
     return Recording.open(dest)
 
 

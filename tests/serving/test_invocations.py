@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from bikeshare.registry.client import load_bundle, model_name
 
@@ -63,7 +65,7 @@ def test_ping_and_whole_city_split_request(endpoint: Endpoint, store: Store, cit
 def test_records_orientation_reordered_and_extra_columns_give_the_same_answer(endpoint: Endpoint, body: dict) -> None:
     columns = body["columns"]
     records = [dict(zip(columns, row, strict=True)) for row in body["data"][:40]]
-    shuffled = list(reversed(columns)) + ["not_a_feature"]
+    shuffled = [*list(reversed(columns)), "not_a_feature"]
     split = {"columns": shuffled, "data": [[r[c] for c in reversed(columns)] + ["x"] for r in records]}
     with endpoint.client() as http:
         a = http.post("/invocations", json={"instances": records}).json()
@@ -111,7 +113,8 @@ def _bad_cases(body: dict) -> list[tuple[str, bytes, int, str, str]]:
         ("unknown keys", b'{"rows": []}', 400, "wrong_shape", "'rows'"),
         ("both shapes", orjson.dumps({"instances": [], "columns": [], "data": []}), 400, "wrong_shape", "not both"),
         ("columns not strings", orjson.dumps({"columns": [1], "data": [[1]]}), 400, "wrong_shape", "names"),
-        ("duplicate columns", orjson.dumps({"columns": [*columns, "bikes"], "data": []}), 400, "duplicate_columns", "bikes"),
+        ("duplicate columns", orjson.dumps({"columns": [*columns, "bikes"], "data": []}), 400, "duplicate_columns",
+         "bikes"),
         ("missing features split", orjson.dumps({"columns": columns[:-2], "data": [row[:-2]]}), 422,
          "missing_features", repr(columns[-1])),
         ("missing features records", orjson.dumps({"instances": [record, without]}), 422, "missing_features",
@@ -171,7 +174,9 @@ def test_fuzzed_bodies_never_get_a_5xx(endpoint: Endpoint, body: dict, data: st.
         st.one_of(
             json_values,
             st.fixed_dictionaries({"columns": st.just(columns), "data": st.lists(rows, max_size=3)}),
-            st.fixed_dictionaries({"instances": st.lists(rows.map(lambda r: dict(zip(columns, r))), max_size=3)}),
+            st.fixed_dictionaries(
+                {"instances": st.lists(rows.map(lambda r: dict(zip(columns, r, strict=False))), max_size=3)}
+            ),
             st.fixed_dictionaries({"instances": st.lists(st.dictionaries(st.sampled_from(columns), json_values))}),
         )
     )

@@ -322,11 +322,10 @@ class FolderModelProvider:
     def current(self, alias: str) -> ModelSet | None:
         return self._state.sets.get(alias)
 
-    def load(self) -> ProviderState:
-        """Load every bundle found; FileNotFoundError/ValueError naming the folder when none fits."""
+    def layout(self) -> dict[str, Path]:
+        """Alias -> folder holding its ``bikes/`` and ``docks/`` bundles; FileNotFoundError when none."""
         if not self._dir.is_dir():
             raise FileNotFoundError(f"model folder {self._dir} does not exist")
-        models: dict[tuple[str, str], ServedModel] = {}
         layouts = {self._alias: self._dir} if _has_bundles(self._dir) else {}
         for alias in ALIASES:
             if alias not in layouts and _has_bundles(self._dir / alias):
@@ -336,7 +335,12 @@ class FolderModelProvider:
                 f"no model bundles in {self._dir}: expected {self._dir}/bikes/{BUNDLE_FILE} and "
                 f"{self._dir}/docks/{BUNDLE_FILE} (or {self._dir}/<production|staging>/<target>/)"
             )
-        for alias, root in layouts.items():
+        return layouts
+
+    def load(self) -> ProviderState:
+        """Load every bundle found; FileNotFoundError/ValueError naming the folder when none fits."""
+        models: dict[tuple[str, str], ServedModel] = {}
+        for alias, root in self.layout().items():
             for target in TARGETS:
                 models[(alias, target)] = self._load_one(root / target, alias=alias, target=target)
         self._state = replace(self._state, models=models, sets=_sets_of(models), swaps=len(models))

@@ -82,6 +82,29 @@ def build_provider(settings: Settings, *, model_dir: Path | None = None) -> Mode
     return provider
 
 
+def check_source(settings: Settings, *, model_dir: Path | None = None) -> str:
+    """Check the model source without loading a model (the supervisor of several workers does this).
+
+    Raises RegistryUnavailable when the registry cannot be reached, FileNotFoundError when the
+    folder holds no bundles; returns where the models will come from.
+    """
+    folder = model_dir or settings.serve_model_dir
+    if folder is not None:
+        layout = FolderModelProvider(Path(folder), settings=settings).layout()
+        return f"folder {folder} ({', '.join(sorted(layout))})"
+    from bikeshare.registry.client import alias_holder, model_name, open_client, uri_of
+
+    client = open_client(settings)
+    missing = [
+        model_name(settings.city, t)
+        for t in ("bikes", "docks")
+        if alias_holder(client, model_name(settings.city, t), settings.serve_alias) is None
+    ]
+    if missing:
+        log.warning("no %s alias yet on %s; /ping answers 503 until one is", settings.serve_alias, ", ".join(missing))
+    return f"registry {uri_of(client)}"
+
+
 def worker_app(settings: Settings, model_dir: Path | None) -> FastAPI:
     """App factory run inside each worker process; a load failure stops the whole endpoint."""
     from bikeshare.registry.client import RegistryUnavailable
@@ -126,9 +149,9 @@ def run_server(
     """Serve until SIGINT/SIGTERM; returns the exit code (non-zero when workers could not start).
 
     With one worker the already-loaded ``provider`` (or one built here) serves in this process.
-    With more, this process checks the model source once (a registry outage fails here, before
-    any worker starts, and the bundles land in the shared download cache), then supervises
-    ``workers`` processes that each load their own models and accept on the same socket.
+    With more, this process checks the model source without loading a model (a registry outage
+    fails here, before any worker starts), then supervises ``workers`` processes that each load
+    their own models and accept on the same socket; a worker that cannot load stops them all.
     """
     import uvicorn
     from uvicorn.supervisors import Multiprocess
@@ -138,16 +161,18 @@ def run_server(
     host = host or settings.serve_host
     port = settings.serve_port if port is None else port
     workers = workers or settings.serve_workers
-    if provider is None:
-        provider = build_provider(settings, model_dir=model_dir)
-    sock = bind_socket(host, port)
     if workers == 1:
+        provider = provider or build_provider(settings, model_dir=model_dir)
+        sock = bind_socket(host, port)
         config = uvicorn_config(settings, create_app(settings=settings, provider=provider), workers=1)
         server = uvicorn.Server(config)
         server.run(sockets=[sock])
         return 0 if server.started else STARTUP_FAILURE
-    provider.close()
-    del provider  # each worker loads its own copy
+    if provider is not None:
+        provider.close()  # each worker loads its own copy
+    else:
+        log.info("models from %s", check_source(settings, model_dir=model_dir))
+    sock = bind_socket(host, port)
     config = uvicorn_config(settings, partial(worker_app, settings, model_dir), workers=workers, factory=True)
     supervisor = Multiprocess(config, sockets=[sock])
     supervisor.run()
