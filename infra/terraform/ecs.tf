@@ -130,16 +130,17 @@ resource "aws_efs_access_point" "mlflow" {
   file_system_id = aws_efs_file_system.mlflow.id
   tags           = local.tags
 
+  # The image's user (Dockerfile: useradd --uid 10001 bikeshare).
   posix_user {
-    uid = 1000
-    gid = 1000
+    uid = 10001
+    gid = 10001
   }
 
   root_directory {
     path = "/mlflow"
     creation_info {
-      owner_uid   = 1000
-      owner_gid   = 1000
+      owner_uid   = 10001
+      owner_gid   = 10001
       permissions = "0750"
     }
   }
