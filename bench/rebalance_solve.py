@@ -54,17 +54,20 @@ def main(argv: list[str] | None = None) -> int:
         solver.IMPROVEMENT_RATE = 1e9
     end = recording.end - pd.Timedelta(minutes=params.need.horizon_min)
     candidates = [t for t in plan_times(end - pd.Timedelta(days=7), end, 60) if fleet.window_s(t, 60) == (0, 3600)]
-    picks = sorted({round(i * (len(candidates) - 1) / max(args.runs - 1, 1)) for i in range(args.runs)})
-    times = [candidates[i] for i in picks]  # spread over the week and over the hours of the shift
+    # Spread over the week and the hours of the shift: every k-th hour, k prime to the 16 shift hours.
+    stride = max(1, len(candidates) // args.runs) | 1
+    times = candidates[::stride]
     horizons = list(range(settings.grid_minutes, params.need.horizon_min + 1, settings.grid_minutes))
 
     print(
-        f"{len(times)} runs, {fleet.trucks} trucks x {fleet.capacity}, every station (no region filter), "
+        f"{args.runs} runs, {fleet.trucks} trucks x {fleet.capacity}, every station (no region filter), "
         f"time limit {args.time_limit_s} s{' (no early stop)' if args.no_stall else ''}"
     )
     print(f"{'plan time (UTC)':<17} {'stations':>8} {'cands':>6} {'wall s':>7} {'solve s':>7} {'best at':>7}  status")
     walls, solves, gains = [], [], []
     for as_of in times:
+        if len(walls) == args.runs:
+            break
         stations = stations_from_snapshot(
             recording.status_at(as_of),
             recording.information_at(as_of),
@@ -72,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             max_age_min=settings.max_snapshot_age_min,
             stale_report_s=settings.stale_report_s,
         )
+        if stations.empty:  # a gap in the recording: no fresh snapshot at this time
+            continue
         forecast = forecaster.forecast(stations, as_of=as_of, horizons_min=horizons)
         started = time.perf_counter()
         plan = make_plan(stations, forecast, fleet=fleet, params=params, as_of=as_of)

@@ -146,7 +146,9 @@ def make_plan(
         curves, fleet, window=window, travel_cost=params.travel_cost, helper_neighbours=params.helper_neighbours
     )
     greedy = greedy_routes(inst)
-    remaining = max(0.1, params.time_limit_s - (time.perf_counter() - started))
+    # Keep a small reserve of the limit for re-scoring and building the stop frames after the solve.
+    reserve = 0.1 + 0.03 * params.time_limit_s
+    remaining = max(0.1, params.time_limit_s - reserve - (time.perf_counter() - started))
     result = solve_routes(inst, time_limit_s=remaining, initial_routes=greedy)
     routes, status = result.routes, result.status
     inst.check_routes(routes)

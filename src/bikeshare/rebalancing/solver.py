@@ -13,8 +13,10 @@ Model (costs in integer units, ``SCALE`` units = one expected stockout station-m
 
 So the solver minimises ``sum(missed values) + sum(lateness losses) + lambda x driving minutes``,
 which is the same as maximising ``avoided stockout minutes - lambda x driving minutes`` up to a
-constant. The search starts from a given solution (the greedy routes), runs guided local search and
-stops at the time limit (or earlier when it stops improving), returning the best routes found.
+constant, apart from the linear fit of the arrival-time loss. The search starts from a given solution
+(the greedy routes) and runs guided local search until the time limit, or earlier when it stalls.
+Every solution it passes through is re-scored with the exact step values, and the best one by that
+exact objective is returned.
 """
 
 from __future__ import annotations
