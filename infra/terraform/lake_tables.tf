@@ -80,69 +80,50 @@ locals {
         { name = "baseline", type = "string" },
       ]
     }
-    features = {
-      prefix      = "features"
-      grain       = "day"
-      description = "Model inputs and labels per station and 5-minute slot (feature_version 1); rebuilt per day by `bikeshare features build`."
+    inference = {
+      prefix      = "inference"
+      grain       = "minute"
+      description = "Batch predictions (dt = feature slot), long: one row per station x target x horizon x alias; one file per slot and alias."
       columns = [
+        { name = "batch_id", type = "string" },
+        { name = "prediction_time", type = "timestamp" },
+        { name = "feature_time", type = "timestamp" },
+        { name = "target_time", type = "timestamp" },
+        { name = "horizon_min", type = "int" },
         { name = "station_id", type = "string" },
-        { name = "slot", type = "timestamp" },
-        { name = "bikes", type = "int" },
-        { name = "ebikes", type = "int" },
-        { name = "docks", type = "int" },
-        { name = "bikes_disabled", type = "int" },
-        { name = "docks_disabled", type = "int" },
+        { name = "target", type = "string" },
+        { name = "alias", type = "string" },
+        { name = "model_name", type = "string" },
+        { name = "model_version", type = "string" },
+        { name = "probability", type = "double" },
+        { name = "decision", type = "boolean" },
+        { name = "threshold", type = "double" },
+        { name = "current_count", type = "int" },
         { name = "capacity", type = "int" },
-        { name = "fill_ratio", type = "float" },
-        { name = "ebike_share", type = "float" },
-        { name = "snapshot_age_min", type = "float" },
-        { name = "reported_age_min", type = "float" },
-        { name = "net_flow_15", type = "float" },
-        { name = "net_flow_30", type = "float" },
-        { name = "net_flow_60", type = "float" },
-        { name = "docks_change_30", type = "float" },
-        { name = "flow_accel_15", type = "float" },
-        { name = "ebike_flow_30", type = "float" },
-        { name = "bikes_mean_60", type = "float" },
-        { name = "bikes_std_60", type = "float" },
-        { name = "bikes_min_60", type = "float" },
-        { name = "bikes_max_60", type = "float" },
-        { name = "bikes_trend_60", type = "float" },
-        { name = "docks_mean_60", type = "float" },
-        { name = "docks_min_60", type = "float" },
-        { name = "slots_seen_60", type = "float" },
-        { name = "lat", type = "double" },
-        { name = "lon", type = "double" },
-        { name = "region_code", type = "bigint" },
-        { name = "geo_cell", type = "bigint" },
-        { name = "nb_count", type = "float" },
-        { name = "nb_bikes", type = "float" },
-        { name = "nb_docks", type = "float" },
-        { name = "nb_bikes_w", type = "float" },
-        { name = "nb_docks_w", type = "float" },
-        { name = "nb_net_flow_30", type = "float" },
-        { name = "nb_short_bikes", type = "float" },
-        { name = "nb_short_docks", type = "float" },
-        { name = "nb_fill_ratio", type = "float" },
-        { name = "hist_flow_h", type = "float" },
-        { name = "hist_bikes_h", type = "float" },
-        { name = "hist_short_bikes_h", type = "float" },
-        { name = "hist_short_docks_h", type = "float" },
-        { name = "hist_days", type = "float" },
-        { name = "week_bikes_h", type = "float" },
-        { name = "week_docks_h", type = "float" },
-        { name = "hour_local", type = "float" },
-        { name = "weekday", type = "float" },
-        { name = "is_weekend", type = "float" },
-        { name = "is_holiday", type = "float" },
-        { name = "temp_c", type = "float" },
-        { name = "precip_mm", type = "float" },
-        { name = "wind_kmh", type = "float" },
-        { name = "condition_code", type = "float" },
-        { name = "bikes_t_h", type = "int" },
-        { name = "docks_t_h", type = "int" },
-        { name = "y_bikes", type = "boolean" },
-        { name = "y_docks", type = "boolean" },
+        { name = "shadow", type = "boolean" },
+      ]
+    }
+    inference_batches = {
+      prefix      = "inference_batches"
+      grain       = "day"
+      description = "One row per inference batch and alias (dt = feature slot's day): outcome, timings, counts."
+      columns = [
+        { name = "batch_id", type = "string" },
+        { name = "feature_time", type = "timestamp" },
+        { name = "started_at", type = "timestamp" },
+        { name = "finished_at", type = "timestamp" },
+        { name = "duration_s", type = "double" },
+        { name = "status", type = "string" },
+        { name = "rows", type = "bigint" },
+        { name = "stations_scored", type = "bigint" },
+        { name = "stations_masked", type = "bigint" },
+        { name = "stations_missing", type = "bigint" },
+        { name = "attempts", type = "int" },
+        { name = "error", type = "string" },
+        { name = "endpoint", type = "string" },
+        { name = "alias", type = "string" },
+        { name = "shadow", type = "boolean" },
+        { name = "model_versions", type = "string" },
       ]
     }
     ingest_log = {
@@ -168,6 +149,47 @@ locals {
         { name = "path", type = "string" },
       ]
     }
+    plans = {
+      prefix      = "plans"
+      grain       = "minute"
+      description = "Rebalancing plans (dt = plan time): one 'summary' row per plan, then one row per truck stop of the optimised and the greedy routes (method)."
+      columns = [
+        { name = "plan_id", type = "string" },
+        { name = "as_of", type = "timestamp" },
+        { name = "created_at", type = "timestamp" },
+        { name = "method", type = "string" },
+        { name = "status", type = "string" },
+        { name = "forecaster", type = "string" },
+        { name = "truck", type = "int" },
+        { name = "stop_seq", type = "int" },
+        { name = "station_id", type = "string" },
+        { name = "name", type = "string" },
+        { name = "lat", type = "double" },
+        { name = "lon", type = "double" },
+        { name = "action", type = "string" },
+        { name = "quantity", type = "int" },
+        { name = "arrival", type = "timestamp" },
+        { name = "departure", type = "timestamp" },
+        { name = "load_after", type = "int" },
+        { name = "avoided_min", type = "double" },
+        { name = "depot_lat", type = "double" },
+        { name = "depot_lon", type = "double" },
+        { name = "trucks", type = "int" },
+        { name = "truck_capacity", type = "int" },
+        { name = "horizon_min", type = "int" },
+        { name = "time_limit_s", type = "double" },
+        { name = "solve_s", type = "double" },
+        { name = "travel_cost", type = "double" },
+        { name = "stockout_min_no_action", type = "double" },
+        { name = "stockout_min_plan", type = "double" },
+        { name = "stockout_min_greedy", type = "double" },
+        { name = "travel_min_plan", type = "double" },
+        { name = "travel_min_greedy", type = "double" },
+        { name = "bikes_moved_plan", type = "int" },
+        { name = "bikes_moved_greedy", type = "int" },
+        { name = "stations_in_need", type = "int" },
+      ]
+    }
     promotions = {
       prefix      = "audit/promotions"
       grain       = "day"
@@ -186,6 +208,34 @@ locals {
         { name = "checks", type = "string" },
         { name = "note", type = "string" },
         { name = "run_id", type = "string" },
+      ]
+    }
+    quality = {
+      prefix      = "monitoring/quality"
+      grain       = "day"
+      description = "Predictions joined with the counts observed at target_time (dt = target_time's day); status joined | missing."
+      columns = [
+        { name = "batch_id", type = "string" },
+        { name = "prediction_time", type = "timestamp" },
+        { name = "feature_time", type = "timestamp" },
+        { name = "target_time", type = "timestamp" },
+        { name = "horizon_min", type = "int" },
+        { name = "station_id", type = "string" },
+        { name = "target", type = "string" },
+        { name = "alias", type = "string" },
+        { name = "model_name", type = "string" },
+        { name = "model_version", type = "string" },
+        { name = "probability", type = "double" },
+        { name = "decision", type = "boolean" },
+        { name = "threshold", type = "double" },
+        { name = "current_count", type = "int" },
+        { name = "capacity", type = "int" },
+        { name = "shadow", type = "boolean" },
+        { name = "actual_count", type = "int" },
+        { name = "actual_label", type = "boolean" },
+        { name = "actual_time", type = "timestamp" },
+        { name = "status", type = "string" },
+        { name = "joined_at", type = "timestamp" },
       ]
     }
     quarantine = {
