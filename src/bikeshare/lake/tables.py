@@ -399,6 +399,49 @@ QUALITY = TableSpec(
     ),
 )
 
+JOB_RUNS = TableSpec(
+    name="job_runs",
+    prefix="monitoring/job_runs",
+    grain=Grain.DAY,
+    description="One row per run of a scheduled job (ingest, infer, actuals, monitor, retrain, plan).",
+    schema=pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("job", pa.string()),
+            ("scheduled_at", UTC_TS),  # the clock time the schedule asked for (replay or real)
+            ("started_at", UTC_TS),
+            ("finished_at", UTC_TS),
+            ("duration_s", pa.float64()),  # wall seconds the run took
+            ("lag_s", pa.float64()),  # started_at - scheduled_at, on the job clock
+            ("status", pa.string()),  # ok | failed | skipped
+            ("error", pa.string()),
+            ("details", pa.string()),  # JSON summary from the job
+        ]
+    ),
+)
+
+ENDPOINT_METRICS = TableSpec(
+    name="endpoint_metrics",
+    prefix="monitoring/endpoint",
+    grain=Grain.DAY,
+    description="Endpoint latency and errors per monitoring window, scraped from its /metrics.",
+    schema=pa.schema(
+        [
+            ("observed_at", UTC_TS),
+            ("window_start", UTC_TS),
+            ("window_end", UTC_TS),
+            ("route", pa.string()),  # e.g. /invocations, or 'all'
+            ("requests", pa.int64()),
+            ("errors", pa.int64()),
+            ("error_rate", pa.float64()),
+            ("p50_ms", pa.float64()),
+            ("p95_ms", pa.float64()),
+            ("p99_ms", pa.float64()),
+            ("model_versions", pa.string()),  # JSON: target/alias -> version
+        ]
+    ),
+)
+
 ALL_TABLES: tuple[TableSpec, ...] = (
     STATION_STATUS,
     STATION_INFORMATION,
@@ -414,4 +457,6 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     INFERENCE,
     INFERENCE_BATCHES,
     QUALITY,
+    JOB_RUNS,
+    ENDPOINT_METRICS,
 )
