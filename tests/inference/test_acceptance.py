@@ -3,7 +3,12 @@ join the actuals once the replayed clock passes the horizon, check them against 
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -112,3 +117,41 @@ def test_cli_infer_once_and_actuals_once(env: Env, endpoint: EndpointServer) -> 
     assert down.exit_code == 1 and "failed" in down.output
     loop_at = runner.invoke(app, ["infer", "--at", "2023-03-07T16:32Z"], env=environ)
     assert loop_at.exit_code != 0 and "--at needs --once" in loop_at.output
+
+
+def test_the_loops_follow_the_replay_clock_and_stop_cleanly_on_sigterm(
+    env: Env, replay: ReplayServer, endpoint: EndpointServer
+) -> None:
+    environ = {
+        **os.environ,
+        "BIKESHARE_LAKE_URI": env.settings.lake_uri,
+        "BIKESHARE_STATE_DIR": str(env.settings.state_dir),
+        "BIKESHARE_WEATHER_ENABLED": "false",
+        "BIKESHARE_CITY": "sf",
+        "BIKESHARE_ENDPOINT_URL": endpoint.url,
+    }
+    command = [str(Path(sys.executable).with_name("bikeshare"))]
+    outputs = {}
+    for job, first, expect in (
+        ("infer", "16:55Z production: ", "16:55Z production: ok"),
+        ("actuals", "predictions due", "predictions due"),
+    ):
+        proc = subprocess.Popen(
+            [*command, job, "--replay-clock", replay.url],
+            env=environ,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if first in line:  # the first run's summary
+                proc.send_signal(signal.SIGTERM)
+                break
+        out, _ = proc.communicate(timeout=30)
+        outputs[job] = "".join(lines) + out
+        assert expect in outputs[job] and proc.returncode == 0, outputs[job]
+        assert out.strip().splitlines()[-1].startswith("stopped after 1 "), outputs[job]
+    assert env.lake.partitions(INFERENCE, city="sf") == ["2023-03-07-16-55"]

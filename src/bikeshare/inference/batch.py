@@ -215,9 +215,8 @@ def run_inference_batch(
     slot = slot_time(slot_index(now, settings.grid_minutes), settings.grid_minutes)
     slot_dt = partition_value(slot, Grain.MINUTE)
 
-    def record(alias: str, status: str, *, t0: float, **values: Any) -> BatchRecord:
-        elapsed = time.perf_counter() - t0
-        offset = _micros(t0 - started)
+    def record(alias: str, status: str, **values: Any) -> BatchRecord:
+        elapsed = time.perf_counter() - started  # from the start of the run: features included
         base: dict[str, Any] = {
             "rows": 0,
             "stations_scored": 0,
@@ -231,8 +230,8 @@ def run_inference_batch(
         return BatchRecord(
             batch_id=_batch_id(slot, alias),
             feature_time=slot,
-            started_at=now + offset,
-            finished_at=now + offset + _micros(elapsed),
+            started_at=now,
+            finished_at=now + _micros(elapsed),
             duration_s=elapsed,
             status=status,
             endpoint=endpoint.invocations_url,
@@ -246,7 +245,7 @@ def run_inference_batch(
     todo = [a for a in aliases if not lake.exists(INFERENCE, city=city, dt=slot_dt, name=a)]
     for alias in aliases:
         if alias not in todo:
-            records[alias] = record(alias, Status.SKIPPED, t0=started, error=f"slot {slot_dt} already scored")
+            records[alias] = record(alias, Status.SKIPPED, error=f"slot {slot_dt} already scored")
     if todo:
         try:
             features = online_features(lake=lake, city=city, at=now, settings=settings)
@@ -254,14 +253,13 @@ def run_inference_batch(
         except Exception as exc:  # a feature failure is this batch's failure, not the loop's
             log.exception("features for slot %s failed", slot_dt)
             for alias in todo:
-                records[alias] = record(alias, Status.FAILED, t0=started, error=f"features: {_one_line(exc)}")
+                records[alias] = record(alias, Status.FAILED, error=f"features: {_one_line(exc)}")
             todo = []
     if todo and census is not None and census.features.empty:
         for alias in todo:
             records[alias] = record(
                 alias,
                 Status.SKIPPED,
-                t0=started,
                 error=f"no station to score at {slot_dt}: no usable snapshot within "
                 f"{settings.max_snapshot_age_min} min (is ingest running?)",
             )
@@ -272,17 +270,16 @@ def run_inference_batch(
         body = split_payload(ids, columns, feature_matrix(census.features, columns))
         served: Invocation | None = None
         for alias in todo:
-            t0 = time.perf_counter()
             batch_id = _batch_id(slot, alias)
             shadow = alias != aliases[0]
             try:
                 invocation = endpoint.invoke(body, rows=len(ids), alias=alias)
             except EndpointError as exc:
                 if shadow and exc.code == NO_MODEL:  # nothing holds the shadow alias: nothing to compare
-                    records[alias] = record(alias, Status.SKIPPED, t0=t0, attempts=exc.attempts, error=str(exc))
+                    records[alias] = record(alias, Status.SKIPPED, attempts=exc.attempts, error=str(exc))
                     continue
                 log.warning("inference %s %s failed: %s", slot_dt, alias, exc)
-                records[alias] = record(alias, Status.FAILED, t0=t0, attempts=exc.attempts, error=str(exc))
+                records[alias] = record(alias, Status.FAILED, attempts=exc.attempts, error=str(exc))
                 continue
             versions = invocation.model_versions
             if alias == aliases[0]:
@@ -291,7 +288,6 @@ def run_inference_batch(
                 records[alias] = record(
                     alias,
                     Status.SKIPPED,
-                    t0=t0,
                     attempts=invocation.attempts,
                     model_versions=versions,
                     error=f"same model versions as {aliases[0]}: no shadow rows",
@@ -313,7 +309,6 @@ def run_inference_batch(
                 records[alias] = record(
                     alias,
                     Status.FAILED,
-                    t0=t0,
                     attempts=invocation.attempts,
                     model_versions=versions,
                     error=f"write: {_one_line(exc)}",
@@ -323,7 +318,6 @@ def run_inference_batch(
                 records[alias] = record(
                     alias,
                     Status.SKIPPED,
-                    t0=t0,
                     attempts=invocation.attempts,
                     model_versions=versions,
                     error=f"slot {slot_dt} already scored",
@@ -333,7 +327,6 @@ def run_inference_batch(
                 record(
                     alias,
                     Status.OK,
-                    t0=t0,
                     rows=len(rows),
                     stations_scored=len(ids),
                     attempts=invocation.attempts,
