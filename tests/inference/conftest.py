@@ -150,7 +150,7 @@ def settings_for(lake_dir: Path, state_dir: Path, **overrides: Any) -> Settings:
         "infer_retry_base_delay_s": 0.0,
         "infer_retry_max_delay_s": 0.0,
         "infer_timeout_s": 5.0,
-        "serve_model_poll_s": 0.2,
+        "serve_model_poll_s": 5.0,  # tests call provider.refresh() when they move an alias
     }
     values.update(overrides)
     return Settings(**values)

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bikeshare.cli import app
-from bikeshare.gbfs.client import GbfsClient
+from bikeshare.gbfs.client import GbfsClient, RetryPolicy
 from bikeshare.gbfs.replay import ReplayServer
 from bikeshare.inference.actuals import run_actuals
 from bikeshare.inference.batch import run_inference_batch
@@ -155,3 +156,29 @@ def test_the_loops_follow_the_replay_clock_and_stop_cleanly_on_sigterm(
         assert expect in outputs[job] and proc.returncode == 0, outputs[job]
         assert out.strip().splitlines()[-1].startswith("stopped after 1 "), outputs[job]
     assert env.lake.partitions(INFERENCE, city="sf") == ["2023-03-07-16-55"]
+
+
+def test_the_product_api_serves_the_batch_the_job_wrote(env: Env, world: World, free_port: int) -> None:
+    import httpx
+
+    settings = env.settings.model_copy(update={"serve_risk_refresh_s": 0.05})
+    server = EndpointServer(settings, free_port).start()
+    try:
+        before = httpx.get(f"{server.url}/v1/risk", params={"target": "docks"}, timeout=10)
+        assert before.status_code == 503 and "bikeshare infer" in before.json()["detail"]
+        with EndpointClient(server.url, retry=RetryPolicy(attempts=1)) as client:
+            record = run_inference_batch(
+                lake=env.lake, endpoint=client, settings=settings, now=HISTORY_END - pd.Timedelta(minutes=1)
+            )
+        assert record.status == "ok"
+        rows = env.lake.read(INFERENCE, city="sf").to_pandas()
+        docks = rows[rows["target"] == "docks"].sort_values(["probability", "station_id"], ascending=[False, True])
+        time.sleep(0.1)
+        top = httpx.get(f"{server.url}/v1/risk", params={"target": "docks", "top": 3}, timeout=10).json()
+        assert top["batch_id"] == record.batch_id
+        assert [s["station_id"] for s in top["stations"]] == docks["station_id"].head(3).tolist()
+        station = docks["station_id"].iloc[0]
+        one = httpx.get(f"{server.url}/v1/stations/{station}/risk", timeout=10).json()
+        assert one["docks"]["probability"] == pytest.approx(docks["probability"].iloc[0])
+    finally:
+        server.stop()
