@@ -187,10 +187,24 @@ class Lake:
             source = _sql_str(self.glob(spec))
         else:
             source = "[" + ", ".join(_sql_str(self._duck_path(p)) for p in sorted(paths)) + "]"
+        union = "false" if self._uniform(sorted(paths)) else "true"
         return (
-            f"SELECT * FROM read_parquet({source}, hive_partitioning = true, union_by_name = true, "
+            f"SELECT * FROM read_parquet({source}, hive_partitioning = true, union_by_name = {union}, "
             "hive_types = {'city': VARCHAR, 'dt': VARCHAR})"
         )
+
+    def _uniform(self, paths: list[str]) -> bool:
+        """True when the oldest and the newest file have the same columns (what ``write`` produces).
+
+        ``union_by_name`` makes DuckDB read every file footer each time a view is bound (seconds
+        over thousands of minute partitions), so it is only asked for when a table's schema moved
+        between its first and its last file, e.g. after a spec gained a column.
+        """
+        names = []
+        for path in {paths[0], paths[-1]}:
+            with self.fs.open(path, "rb") as handle:
+                names.append(pq.read_schema(handle).names)
+        return all(n == names[0] for n in names)
 
     def _duck_path(self, path: str) -> str:
         if self.is_remote and not path.startswith("s3://"):

@@ -1,0 +1,34 @@
+"""Views skip union_by_name when files share one schema, and keep it when a table's schema moved."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bikeshare.lake.store import Lake
+from bikeshare.lake.tables import INGEST_LOG
+
+
+def _log_rows(batch: str) -> pd.DataFrame:
+    return pd.DataFrame({"batch_id": [batch], "feed": ["station_status"], "outcome": ["committed"]})
+
+
+def test_uniform_files_are_read_without_union_by_name(lake: Lake) -> None:
+    for day in ("2023-03-01", "2023-03-02", "2023-03-03"):
+        lake.write(INGEST_LOG, _log_rows(day), city="sf", dt=day, name="b")
+    assert "union_by_name = false" in lake.scan_sql(INGEST_LOG)
+    con = lake.connect()
+    assert con.execute("SELECT count(*), count(DISTINCT dt) FROM ingest_log").fetchall() == [(3, 3)]
+
+
+def test_an_older_file_without_a_new_column_still_reads_every_column(lake: Lake) -> None:
+    # A file written before the spec gained columns: only two of today's columns.
+    old_dir = lake.partition_dir(INGEST_LOG, city="sf", dt="2023-03-01")
+    lake.fs.makedirs(old_dir, exist_ok=True)
+    pq.write_table(pa.table({"batch_id": ["old"], "feed": ["station_status"]}), f"{old_dir}/old.parquet")
+    lake.write(INGEST_LOG, _log_rows("new"), city="sf", dt="2023-03-02", name="b")
+    assert "union_by_name = true" in lake.scan_sql(INGEST_LOG)
+    con = lake.connect()
+    rows = con.execute("SELECT batch_id, outcome FROM ingest_log ORDER BY batch_id").fetchall()
+    assert rows == [("new", "committed"), ("old", None)]
