@@ -125,9 +125,38 @@ class Settings(BaseSettings):
     shortage_threshold: int = Field(2, ge=0, description="A station is short when bikes (or docks) <= this.")
     neighbour_radius_m: float = Field(500.0, gt=0)
     forecast_horizons_min: list[int] = Field(default_factory=lambda: [15, 30, 60, 90, 120])
+    history_days: int = Field(
+        7, ge=7, le=28, description="Past days whose same time of day feeds the station-history features."
+    )
+    holiday_country: str | None = Field(
+        None,
+        pattern=r"^[A-Z]{2}$",
+        description="ISO 3166 country whose public holidays are flagged; defaults to the country of the "
+        "system's time zone (system_information).",
+    )
 
     # --- training, gate ----------------------------------------------------------------------
     fbeta: float = Field(1.0, gt=0, description="Beta of the F-score the decision threshold maximises on validation.")
+    test_fraction: float = Field(
+        0.25, gt=0, lt=1, description="Share of the data's time span, at its end, that `train` tests on."
+    )
+    validation_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of the time before the test part that validates (calibration, threshold)."
+    )
+    class_weight: str = Field(
+        "sqrt",
+        pattern=r"^(none|sqrt|balanced)$",
+        description="Weight of positive rows: 1, sqrt(negatives/positives), or negatives/positives.",
+    )
+    train_num_trees: int = Field(300, ge=1, description="Boosting rounds.")
+    train_learning_rate: float = Field(0.05, gt=0, le=1)
+    train_num_leaves: int = Field(31, ge=2, description="Leaves per tree; more overfits (63 scored below persistence).")
+    train_min_rows_per_leaf: int = Field(500, ge=1, description="Rows a leaf needs at least: the main regulariser.")
+    train_subsample: float = Field(0.5, gt=0, le=1, description="Share of rows each tree sees.")
+    train_feature_fraction: float = Field(0.8, gt=0, le=1, description="Share of features each tree sees.")
+    train_l2: float = Field(1.0, ge=0, description="L2 penalty on leaf values.")
+    train_max_bin: int = Field(63, ge=15, le=255, description="Histogram bins per feature.")
+    train_threads: int = Field(2, ge=1, description="Threads of the learner while training.")
     kpi_min_pr_auc: float = Field(0.70, ge=0, le=1)
     kpi_min_f1: float = Field(0.55, ge=0, le=1)
     max_overfit_gap: float = Field(0.1, ge=0, description="Largest allowed train-minus-validation PR-AUC.")

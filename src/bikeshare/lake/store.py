@@ -136,6 +136,17 @@ class Lake:
         values = {p.rsplit("/", 2)[-2].removeprefix("dt=") for p in self.fs.glob(pattern)}
         return sorted(values)
 
+    def partition_dirs(self, spec: TableSpec, *, city: str) -> list[str]:
+        """Sorted ``dt`` values of the partition folders of a city: one listing, no file globbing.
+
+        A folder may (briefly) hold no file yet; :meth:`files` of its ``dt`` then finds none.
+        """
+        root = f"{self.table_root(spec)}/city={city}"
+        if not self.fs.exists(root):
+            return []
+        names = (p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(root, detail=False))
+        return sorted(n.removeprefix("dt=") for n in names if n.startswith("dt="))
+
     def files(self, spec: TableSpec, *, city: str, dts: Iterable[str] | None = None) -> list[str]:
         if dts is None:
             return sorted(self.fs.glob(f"{self.table_root(spec)}/city={city}/dt=*/*.parquet"))
