@@ -192,6 +192,12 @@ class Settings(BaseSettings):
     serve_risk_refresh_s: float = Field(
         5.0, gt=0, description="How often the product API looks for a newer inference batch in the lake."
     )
+    serve_parallel_min_rows: int = Field(
+        64,
+        ge=0,
+        description="Requests with at least this many rows score bikes and docks on two threads at once "
+        "(LightGBM releases the GIL); 0 scores them one after the other.",
+    )
     endpoint_url: str | None = Field(
         None, description="Endpoint the batch job calls; defaults to serve_host:serve_port."
     )

@@ -21,6 +21,7 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -145,6 +146,8 @@ def create_app(
         refresh_s=settings.serve_risk_refresh_s,
     )
     metrics = ServingMetrics(provider.state)
+    parallel_rows = settings.serve_parallel_min_rows
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="score") if parallel_rows else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -153,6 +156,8 @@ def create_app(
             yield
         finally:
             provider.close()
+            if pool is not None:
+                pool.shutdown(wait=False)
 
     app = FastAPI(
         title="bikeshare endpoint",
@@ -228,7 +233,8 @@ def create_app(
             batch = parse_invocation(body, models.features, max_rows=max_rows)
         except WireError as exc:
             return Response(exc.body(), status_code=exc.status, media_type=JSON)
-        p_bikes, p_docks, short_bikes, short_docks = models.score(batch.matrix)
+        big = pool is not None and batch.rows >= parallel_rows
+        p_bikes, p_docks, short_bikes, short_docks = models.score(batch.matrix, pool=pool if big else None)
         metrics.scored_rows(alias, batch.rows)
         payload = encode_response(
             alias=alias,

@@ -118,6 +118,16 @@ def worker_app(settings: Settings, model_dir: Path | None) -> FastAPI:
     return create_app(settings=settings, provider=provider)
 
 
+def app_from_env() -> FastAPI:
+    """App factory for other servers (``uvicorn --factory``, gunicorn): settings from BIKESHARE_*.
+
+    Prefer ``bikeshare serve``, which also sets TCP_NODELAY on every accepted socket.
+    """
+    from bikeshare.settings import load_settings
+
+    return worker_app(load_settings(), None)
+
+
 def uvicorn_config(settings: Settings, app: Any, *, workers: int, factory: bool = False) -> Any:
     import uvicorn
 

@@ -73,9 +73,9 @@ def parse_invocation(body: bytes, features: Sequence[str], *, max_rows: int) -> 
     if "instances" in doc:
         if "columns" in doc or "data" in doc:
             raise WireError(400, "wrong_shape", "send either 'instances' or 'columns' + 'data', not both")
-        return _parse_records(doc["instances"], features, max_rows=max_rows)
+        return _parse_records(doc["instances"], features, body=body, doc_keys=doc, max_rows=max_rows)
     if "columns" in doc and "data" in doc:
-        return _parse_split(doc["columns"], doc["data"], features, max_rows=max_rows)
+        return _parse_split(doc["columns"], doc["data"], features, body=body, doc_keys=doc, max_rows=max_rows)
     keys = ", ".join(repr(k) for k in list(doc)[:_SHOWN]) or "none"
     raise WireError(
         400,
@@ -84,7 +84,9 @@ def parse_invocation(body: bytes, features: Sequence[str], *, max_rows: int) -> 
     )
 
 
-def _parse_split(columns: Any, data: Any, features: Sequence[str], *, max_rows: int) -> FeatureBatch:
+def _parse_split(
+    columns: Any, data: Any, features: Sequence[str], *, body: bytes, doc_keys: dict[str, Any], max_rows: int
+) -> FeatureBatch:
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
         raise WireError(400, "wrong_shape", "'columns' must be a list of column names (strings)")
     position = {name: i for i, name in enumerate(columns)}
@@ -105,16 +107,20 @@ def _parse_split(columns: Any, data: Any, features: Sequence[str], *, max_rows: 
                 raise WireError(400, "wrong_shape", f"row {i} of 'data' is {_json_kind(row)}, not a list of values")
             if len(row) != width:
                 raise WireError(400, "wrong_shape", f"row {i} of 'data' has {len(row)} values; 'columns' names {width}")
-    picked = list(map(_getter([position[name] for name in features]), data))
-    matrix = _to_matrix(picked, features, row_label="row")
     station_ids = None
+    known = len(doc_keys) + width
     if STATION_ID in position:
         station_ids = list(map(itemgetter(position[STATION_ID]), data))
         _check_station_ids(station_ids, row_label="row")
+        known += sum(map(_is_str, station_ids))
+    picked = list(map(_getter([position[name] for name in features]), data))
+    matrix = _to_matrix(picked, features, row_label="row", no_strings=_only_known_strings(body, known))
     return FeatureBatch(matrix=matrix, station_ids=station_ids)
 
 
-def _parse_records(instances: Any, features: Sequence[str], *, max_rows: int) -> FeatureBatch:
+def _parse_records(
+    instances: Any, features: Sequence[str], *, body: bytes, doc_keys: dict[str, Any], max_rows: int
+) -> FeatureBatch:
     if not isinstance(instances, list):
         raise WireError(400, "wrong_shape", f"'instances' must be a list of objects, got {_json_kind(instances)}")
     _check_rows(len(instances), max_rows)
@@ -122,6 +128,12 @@ def _parse_records(instances: Any, features: Sequence[str], *, max_rows: int) ->
         bad = next(i for i, row in enumerate(instances) if not isinstance(row, dict))
         raise WireError(400, "wrong_shape", f"instance {bad} is {_json_kind(instances[bad])}, not an object")
     getter = _getter(list(features))
+    station_ids = None
+    known = len(doc_keys) + sum(map(len, instances))
+    if any(STATION_ID in row for row in instances):
+        station_ids = [row.get(STATION_ID) for row in instances]
+        _check_station_ids(station_ids, row_label="instance")
+        known += sum(map(_is_str, station_ids))
     try:
         picked = list(map(getter, instances))
     except KeyError:
@@ -132,11 +144,7 @@ def _parse_records(instances: Any, features: Sequence[str], *, max_rows: int) ->
                     422, "missing_features", f"instance {i} lacks {len(missing)} feature(s): {_names(missing)}"
                 ) from None
         raise  # pragma: no cover - a KeyError means some instance lacks a feature
-    matrix = _to_matrix(picked, features, row_label="instance")
-    station_ids = None
-    if any(STATION_ID in row for row in instances):
-        station_ids = [row.get(STATION_ID) for row in instances]
-        _check_station_ids(station_ids, row_label="instance")
+    matrix = _to_matrix(picked, features, row_label="instance", no_strings=_only_known_strings(body, known))
     return FeatureBatch(matrix=matrix, station_ids=station_ids)
 
 
@@ -156,20 +164,48 @@ def _getter(keys: list[Any]) -> Callable[[Any], tuple[Any, ...]]:
     return itemgetter(*keys)
 
 
-def _to_matrix(picked: list[tuple[Any, ...]], features: Sequence[str], *, row_label: str) -> np.ndarray:
-    # One C-level pass over every value: anything but number/bool/null is a wrong type, even a
-    # numeric-looking string (numpy would silently parse it).
-    if not set(map(type, chain.from_iterable(picked))) <= NUMERIC_TYPES:
-        for i, row in enumerate(picked):
-            for name, value in zip(features, row, strict=True):
-                if type(value) not in NUMERIC_TYPES:
-                    raise WireError(
-                        422,
-                        "wrong_type",
-                        f"feature {name!r} of {row_label} {i} must be a number, a boolean or null; "
-                        f"got {_json_kind(value)} {_preview(value)}",
-                    )
-    return np.array(picked, dtype=np.float64).reshape(len(picked), len(features))
+def _to_matrix(
+    picked: list[tuple[Any, ...]], features: Sequence[str], *, row_label: str, no_strings: bool
+) -> np.ndarray:
+    """Rows of feature values -> float64 matrix; a wrong type is a 422 naming feature and row.
+
+    numpy would silently parse a numeric-looking string, so strings must be ruled out first: by
+    the caller's quote count (``no_strings``), else by one C-level pass over every value's type.
+    Lists and objects make numpy raise, and the slow scan then names the culprit.
+    """
+    if not no_strings and not set(map(type, chain.from_iterable(picked))) <= NUMERIC_TYPES:
+        _raise_wrong_type(picked, features, row_label=row_label)
+    try:
+        flat = np.fromiter(chain.from_iterable(picked), dtype=np.float64, count=len(picked) * len(features))
+    except (TypeError, ValueError):
+        _raise_wrong_type(picked, features, row_label=row_label)
+        raise  # pragma: no cover - the scan above always finds the value numpy refused
+    return flat.reshape(len(picked), len(features))
+
+
+def _raise_wrong_type(picked: list[tuple[Any, ...]], features: Sequence[str], *, row_label: str) -> None:
+    for i, row in enumerate(picked):
+        for name, value in zip(features, row, strict=True):
+            if type(value) not in NUMERIC_TYPES:
+                raise WireError(
+                    422,
+                    "wrong_type",
+                    f"feature {name!r} of {row_label} {i} must be a number, a boolean or null; "
+                    f"got {_json_kind(value)} {_preview(value)}",
+                )
+
+
+def _only_known_strings(body: bytes, known: int) -> bool:
+    """True when the body's only JSON strings are the ``known`` ones (keys, names, station ids).
+
+    Every JSON string contributes exactly two unescaped quote characters, so counting quotes
+    (a fast C scan) proves no feature value is a string, unless the body holds escapes.
+    """
+    return body.find(b"\\") < 0 and body.count(b'"') == 2 * known
+
+
+def _is_str(value: Any) -> bool:
+    return type(value) is str
 
 
 def _check_station_ids(station_ids: list[Any], *, row_label: str) -> None:
