@@ -51,3 +51,29 @@ def s3_endpoint(free_port: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
         yield endpoint
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_db_template(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An initialised, empty MLflow SQLite store to copy into a test's state dir as ``mlflow.db``.
+
+    Creating a store runs every MLflow migration (~10 s); copying the file takes milliseconds. The
+    template is kept in pytest's cache per MLflow version, so later sessions reuse it too.
+    """
+    import shutil
+    import uuid
+    from importlib import metadata
+
+    from bikeshare.registry.client import open_client
+
+    version = metadata.version("mlflow")
+    cache = getattr(request.config, "cache", None)
+    folder = cache.mkdir(f"mlflow-template-{version}") if cache is not None else tmp_path_factory.mktemp("mlflow")
+    template = Path(folder) / "mlflow.db"
+    if not template.is_file():
+        scratch = tmp_path_factory.mktemp("mlflow-template")
+        open_client(Settings(state_dir=scratch, lake_uri=str(scratch / "lake")))
+        staged = Path(folder) / f".mlflow-{uuid.uuid4().hex}.db"
+        shutil.copyfile(scratch / "mlflow.db", staged)
+        staged.replace(template)  # atomic: a half-written template is never seen
+    return template

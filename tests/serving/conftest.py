@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import shutil
 import socket
 import threading
 import time
@@ -78,10 +79,11 @@ class Store:
 
 
 @pytest.fixture(scope="session")
-def store(tmp_path_factory: pytest.TempPathFactory, slice_frame: pd.DataFrame) -> Store:
+def store(tmp_path_factory: pytest.TempPathFactory, slice_frame: pd.DataFrame, mlflow_db_template: Path) -> Store:
     from bikeshare.registry.client import open_client
 
     state = tmp_path_factory.mktemp("mlflow-state")
+    shutil.copyfile(mlflow_db_template, state / "mlflow.db")
     client = open_client(Settings(state_dir=state, lake_uri=str(state / "unused-lake")))
     return Store(
         state=state, client=client, frame=slice_frame, work=tmp_path_factory.mktemp("work"), _cities=itertools.count()

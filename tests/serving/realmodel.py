@@ -68,9 +68,7 @@ def cut_recording(dest: Path, *, hours: float, source: Path | None = None) -> Re
 
 def slice_features(work: Path, *, hours: float = 30.0, settings: Settings | None = None) -> pd.DataFrame:
     """Feature rows (with labels) of the last hours of a backfilled cut of the shipped slice."""
-    settings = settings or Settings(
-        lake_uri=str(work / "lake"), state_dir=work / "state", weather_enabled=False, history_days=1
-    )
+    settings = settings or Settings(lake_uri=str(work / "lake"), state_dir=work / "state", weather_enabled=False)
     recording = cut_recording(work / "recording", hours=hours)
     lake = Lake.open(settings.lake_uri)
     backfill(recording=recording, lake=lake, settings=settings)
