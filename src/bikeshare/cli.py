@@ -643,6 +643,27 @@ def rebalance_plan(
     typer.echo(f"stored {path}" if path else "a plan for this minute is already stored (use --overwrite to replace it)")
 
 
+# ---- operations dashboard (bikeshare.dashboard) ----------------------------------------------
+
+
+@app.command()
+def dashboard(
+    ctx: typer.Context,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="Port on 127.0.0.1; default dashboard_port (8501).")
+    ] = None,
+) -> None:
+    """Run the operations dashboard (Streamlit) on 127.0.0.1 until Ctrl-C."""
+    from bikeshare.dashboard.launch import run_dashboard
+
+    settings = settings_of(ctx)
+    port = settings.dashboard_port if port is None else port
+    typer.echo(f"dashboard on http://127.0.0.1:{port} (lake {settings.lake_uri}, city {settings.city}); Ctrl-C stops it")
+    code = run_dashboard(settings, port=port)
+    if code:
+        raise typer.Exit(code=code)
+
+
 # ---- batch inference and actuals (bikeshare.inference) ---------------------------------------
 
 

@@ -299,6 +299,22 @@ class Settings(BaseSettings):
         21, ge=1, description="Past days the interim flow-profile forecaster averages over."
     )
 
+    # --- dashboard (docs/dashboard.md) -------------------------------------------------------
+    dashboard_port: int = Field(8501, ge=0, le=65535, description="Port of `bikeshare dashboard` on 127.0.0.1.")
+    dashboard_cache_ttl_s: float = Field(
+        30.0, gt=0, description="Seconds the dashboard reuses a query result before it reads the lake again."
+    )
+    dashboard_top_n: int = Field(25, ge=1, le=1000, description="Rows of the Top-N risk table by default.")
+    dashboard_target_fill: float = Field(
+        0.5, ge=0, le=1, description="Fill (bikes / (bikes + docks)) the suggested dispatch quantity aims at."
+    )
+    dashboard_history_days: int = Field(
+        7, ge=1, le=90, description="Days of history the dashboard's charts over time show."
+    )
+    dashboard_freshness_hours: int = Field(
+        24, ge=1, le=168, description="Hours of the ingest log the Data freshness page charts."
+    )
+
     @model_validator(mode="after")
     def _resolve_defaults(self) -> Settings:
         if self.feed_url is None and self.city in CITY_FEED_PRESETS:

@@ -1,0 +1,31 @@
+"""Entry of the operations dashboard: ``streamlit run`` this file (``bikeshare dashboard`` does)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+PAGES_DIR = Path(__file__).parent / "pages"
+# (file, title, url path): the pages in menu order; the first is the default.
+PAGES: tuple[tuple[str, str, str], ...] = (
+    ("risk_map.py", "Map", "map"),
+    ("top_risk.py", "Top-N risk", "top-risk"),
+    ("model_health.py", "Model health", "model-health"),
+    ("system_health.py", "System health", "system-health"),
+    ("freshness.py", "Data freshness", "freshness"),
+)
+
+
+def main() -> None:
+    """Page set-up, the shared sidebar, and the page the operator chose."""
+    st.set_page_config(page_title="Bike share operations", page_icon=":bike:", layout="wide")
+    pages = [
+        st.Page(PAGES_DIR / file, title=title, url_path=url, default=i == 0)
+        for i, (file, title, url) in enumerate(PAGES)
+    ]
+    st.navigation(pages).run()
+
+
+if __name__ == "__main__":
+    main()

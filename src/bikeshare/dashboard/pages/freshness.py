@@ -1,0 +1,138 @@
+"""Data freshness: per feed the latest partition and its delay, ingest latency over time, quarantined
+batches with their reasons, masked stations."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from bikeshare.dashboard import queries as q
+from bikeshare.dashboard.charts import text_time, time_lines
+from bikeshare.dashboard.context import PageContext, no_data, page_context, sidebar
+from bikeshare.lake.store import parse_partition_value
+
+
+def humanise(seconds: float | None) -> str:
+    """A delay as the two largest units, e.g. ``3 d 4 h`` or ``42 s``."""
+    if seconds is None or pd.isna(seconds):
+        return "-"
+    value = round(seconds)
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        if value >= size or (unit == "s" and not parts):
+            parts.append(f"{value // size} {unit}")
+            value %= size
+        if len(parts) == 2:
+            break
+    return sign + " ".join(parts)
+
+
+def feeds_panel(ctx: PageContext, log: pd.DataFrame, now: pd.Timestamp) -> None:
+    st.subheader("Feeds")
+    feeds = q.feed_partitions(ctx.src, ctx.epoch)
+    if feeds["latest_dt"].isna().all():
+        no_data("feed partition", "station_status")
+        return
+    rows = []
+    for _, feed in feeds.iterrows():
+        row: dict[str, object] = {"feed": feed["feed"], "table": feed["table"]}
+        if feed["latest_dt"]:
+            at = parse_partition_value(feed["latest_dt"])
+            row["latest partition"] = f"dt={feed['latest_dt']}"
+            row["partition time"] = ctx.fmt(at)
+            row["delay"] = humanise((now - at).total_seconds())
+        else:
+            row["latest partition"] = "none yet"
+        mine = log[log["feed"] == feed["feed"]] if not log.empty else log
+        if not mine.empty:
+            last = mine.iloc[-1]
+            row["last fetch"] = ctx.fmt(last["fetched_at"])
+            row["last outcome"] = last["outcome"]
+            latency = mine["ingest_latency_s"].dropna()
+            row["last ingest latency"] = humanise(latency.iloc[-1]) if not latency.empty else "-"
+        rows.append(row)
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    st.caption(
+        f"Delay: now ({ctx.fmt(now)}) minus the newest partition's time (dt is the snapshot's last_updated "
+        "minute for status, valid_from for information)."
+    )
+
+
+def latency_panel(ctx: PageContext, log: pd.DataFrame) -> None:
+    hours = ctx.settings.dashboard_freshness_hours
+    st.subheader("Ingest latency")
+    if log.empty:
+        no_data("ingest log row", "ingest_log")
+        return
+    timed = log[log["ingest_latency_s"].notna() & (log["outcome"] == "committed")]
+    if timed.empty:
+        st.info(
+            f"No latency recorded in the last {hours} h of the ingest log: backfilled batches replay the past and "
+            "carry none. A live `bikeshare ingest` records feed last_updated -> committed for every batch."
+        )
+    else:
+        st.altair_chart(
+            time_lines(timed, x="published_at", y="ingest_latency_s", color="feed", tz=ctx.tz, y_title="latency (s)"),
+            width="stretch",
+        )
+    outcomes = log.groupby(["feed", "outcome"]).size().unstack(fill_value=0).reset_index()
+    st.caption(f"Batches of the last {hours} h of the ingest log by outcome:")
+    st.dataframe(outcomes, hide_index=True)
+
+
+def quarantine_panel(ctx: PageContext) -> None:
+    st.subheader("Quarantined batches")
+    days = ctx.settings.dashboard_history_days
+    rejected = q.quarantined(ctx.src, ctx.epoch, days)
+    if rejected.empty:
+        if not q.latest_partitions(ctx.src, ctx.epoch, "quarantine", 1):
+            st.success("No batch has ever been quarantined: every feed batch passed the contract.")
+        else:
+            st.success(f"No batch quarantined in the last {days} days.")
+        return
+    shown = rejected.assign(fetched_at=text_time(rejected["fetched_at"], ctx.tz))
+    st.dataframe(shown, hide_index=True)
+
+
+def masked_panel(ctx: PageContext, log: pd.DataFrame) -> None:
+    st.subheader("Masked stations")
+    masked = q.masked_stations(ctx.src, ctx.epoch)
+    status_dts = q.latest_partitions(ctx.src, ctx.epoch, "station_status", 1)
+    if not status_dts:
+        no_data("station snapshot", "station_status")
+        return
+    st.caption(
+        f"Rows of the newest snapshot ({ctx.fmt_dt(status_dts[0])}) masked by the data contract: kept in the lake, "
+        "not scored."
+    )
+    if masked.empty:
+        st.success("No station is masked in the newest snapshot.")
+    else:
+        shown = masked.copy()
+        for col in ("last_reported", "last_updated"):
+            shown[col] = text_time(shown[col], ctx.tz)
+        st.dataframe(shown, hide_index=True)
+    status_log = log[(log["feed"] == "station_status") & (log["outcome"] == "committed")] if not log.empty else log
+    if not status_log.empty and status_log["rows_masked"].notna().any():
+        st.altair_chart(
+            time_lines(status_log, x="published_at", y="rows_masked", tz=ctx.tz, y_title="masked rows per snapshot"),
+            width="stretch",
+        )
+
+
+def main() -> None:
+    ctx = page_context()
+    sidebar(ctx)
+    st.title("Data freshness")
+    now = pd.Timestamp.now(tz="UTC")
+    log = q.ingest_recent(ctx.src, ctx.epoch, ctx.settings.dashboard_freshness_hours)
+    feeds_panel(ctx, log, now)
+    latency_panel(ctx, log)
+    quarantine_panel(ctx)
+    masked_panel(ctx, log)
+
+
+if __name__ == "__main__":
+    main()

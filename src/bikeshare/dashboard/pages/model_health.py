@@ -1,0 +1,176 @@
+"""Model health: versions and thresholds per target, online PR-AUC/F1 over 24 h against the KPIs, lift
+over persistence, calibration, drift per feature, promotion history."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from bikeshare.dashboard import queries as q
+from bikeshare.dashboard.charts import reliability, text_time, time_lines
+from bikeshare.dashboard.context import PageContext, no_data, page_context, registry_loader, sidebar
+from bikeshare.registry.client import redact
+
+TARGET_TITLES = {"bikes": "no bikes", "docks": "no docks"}
+
+
+@st.fragment(run_every=1.0)
+def _wait_for_registry(ctx: PageContext) -> None:
+    """Polls the background registry read each second; reruns the page once it has an answer."""
+    snapshot, error, _ = registry_loader(ctx).poll()
+    if snapshot is not None or error is not None:
+        st.rerun()
+    st.info(f"Reading the MLflow registry at `{redact(ctx.settings.tracking_uri)}` …")
+
+
+def registry_panel(ctx: PageContext) -> None:
+    """Production and staging versions per target from the registry (read in the background)."""
+    snapshot, error, _ = registry_loader(ctx).poll()
+    if snapshot is None and error is None:
+        _wait_for_registry(ctx)
+        return
+    if snapshot is None:
+        st.error(f"MLflow registry unavailable: {error}")
+        return
+    if snapshot["version"].isna().all():
+        st.info(
+            "No model holds the production or staging alias yet: train and register one (`bikeshare train` "
+            "or `bikeshare pipeline`), then `bikeshare promote`."
+        )
+    shown = snapshot.drop(columns=["run_id"]).rename(columns={"version": "version (registry)"})
+    st.dataframe(shown, hide_index=True)
+    if error:
+        st.caption(f"Last refresh failed ({error}); showing the previous snapshot.")
+
+
+def served_panel(ctx: PageContext) -> None:
+    served = q.served_models(ctx.src, ctx.epoch)
+    if served.empty:
+        no_data("scored batch (versions and thresholds in use)", "inference")
+        return
+    served = served.assign(feature_time=text_time(served["feature_time"], ctx.tz))
+    st.caption("In use by the latest batch (from the inference rows):")
+    st.dataframe(served, hide_index=True)
+
+
+def quality_panel(ctx: PageContext) -> None:
+    days = ctx.settings.dashboard_history_days
+    rolling = q.quality_rolling(ctx.src, ctx.epoch, days)
+    st.subheader("PR-AUC and F1 over the past 24 h")
+    if rolling.empty:
+        no_data("joined prediction (online quality)", "quality")
+        return
+    kpis = {"PR-AUC": ctx.settings.kpi_min_pr_auc, "F1": ctx.settings.kpi_min_f1}
+    cols = st.columns(2)
+    for col, target in zip(cols, ("bikes", "docks"), strict=True):
+        part = rolling[rolling["target"] == target]
+        with col:
+            st.markdown(f"**{TARGET_TITLES[target]}**")
+            if part.empty:
+                no_data(f"joined prediction for {target}", "quality")
+                continue
+            long = part.melt(
+                id_vars=["window_end", "model_version"], value_vars=["pr_auc", "f1"], var_name="metric"
+            ).assign(metric=lambda f: f["metric"].map({"pr_auc": "PR-AUC@24h", "f1": "F1@24h"}))
+            rules = {f"KPI {name} {value:.2f}": value for name, value in kpis.items()}
+            st.altair_chart(
+                time_lines(
+                    long,
+                    x="window_end",
+                    y="value",
+                    color="metric",
+                    tz=ctx.tz,
+                    y_title="score",
+                    rules=rules,
+                    y_domain=(0, 1),
+                ),
+                width="stretch",
+            )
+            last = part.iloc[-1]
+            st.caption(
+                f"Window ending {ctx.fmt(last['window_end'])} (v{last['model_version']}): PR-AUC {last['pr_auc']:.3f}, "
+                f"F1 {last['f1']:.3f} on {int(last['rows'])} rows ({int(last['positives'])} short); seed KPIs "
+                f"PR-AUC >= {kpis['PR-AUC']:.2f}, F1 >= {kpis['F1']:.2f}."
+            )
+
+
+def lift_panel(ctx: PageContext) -> None:
+    st.subheader("Lift over persistence")
+    lift = q.lift_by_day(ctx.src, ctx.epoch, ctx.settings.dashboard_history_days, ctx.tz)
+    if lift.empty:
+        no_data("joined prediction (lift needs the observed counts)", "quality")
+        return
+    wide = lift.pivot_table(index=["target", "day"], columns="scorer", values="pr_auc").reset_index()
+    wide["lift"] = wide["model"] - wide["persistence"]
+    rows = lift[lift["scorer"] == "model"].set_index(["target", "day"])[["rows", "positives"]]
+    wide = wide.join(rows, on=["target", "day"])
+    st.caption(
+        f"PR-AUC per day ({ctx.tz}) of the model and of persistence (score: minus the count at prediction time) "
+        "on the same joined rows; lift = model - persistence."
+    )
+    st.dataframe(
+        wide.rename(columns={"model": "model PR-AUC", "persistence": "persistence PR-AUC"}),
+        hide_index=True,
+        column_config={"day": st.column_config.DateColumn(f"day ({ctx.tz})")},
+    )
+
+
+def calibration_panel(ctx: PageContext) -> None:
+    st.subheader("Calibration")
+    table = q.calibration(ctx.src, ctx.epoch, ctx.settings.dashboard_history_days)
+    if table.empty:
+        no_data("joined prediction (calibration)", "quality")
+        return
+    st.caption(f"Joined predictions of the last {ctx.settings.dashboard_history_days} days, 10 probability bins.")
+    st.altair_chart(reliability(table), width="stretch")
+
+
+def drift_panel(ctx: PageContext) -> None:
+    st.subheader("Drift per feature (PSI, KS)")
+    drift = q.drift_latest(ctx.src, ctx.epoch)
+    if drift.empty:
+        no_data("drift evaluation", "drift_scores")
+        return
+    first = drift.iloc[0]
+    st.caption(
+        f"Newest evaluation {ctx.fmt(first['evaluated_at'])}, live window {ctx.fmt(first['window_start'])} - "
+        f"{ctx.fmt(first['window_end'])}. Highlighted: drifting features "
+        f"({int(drift['drifting'].sum())} of {len(drift)})."
+    )
+    shown = drift.drop(columns=["evaluated_at", "window_start", "window_end"])
+
+    def highlight(row: pd.Series) -> list[str]:
+        colour = "background-color: #f8d7da" if bool(row["drifting"]) else ""
+        return [colour] * len(row)
+
+    st.dataframe(shown.style.apply(highlight, axis=1), hide_index=True)
+
+
+def promotions_panel(ctx: PageContext) -> None:
+    st.subheader("Promotion history")
+    history = q.promotions(ctx.src, ctx.epoch)
+    if history.empty:
+        no_data("promotion", "promotions")
+        return
+    st.dataframe(history.assign(at=text_time(history["at"], ctx.tz)), hide_index=True)
+
+
+def main() -> None:
+    ctx = page_context()
+    sidebar(ctx)
+    st.title("Model health")
+    st.subheader("Versions and thresholds")
+    registry_panel(ctx)
+    served_panel(ctx)
+    quality_panel(ctx)
+    left, right = st.columns(2)
+    with left:
+        lift_panel(ctx)
+    with right:
+        calibration_panel(ctx)
+    drift_panel(ctx)
+    promotions_panel(ctx)
+
+
+if __name__ == "__main__":
+    main()

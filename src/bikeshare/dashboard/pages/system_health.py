@@ -1,0 +1,166 @@
+"""System health: endpoint latency and errors, inference batch success, job runs, alerts (with ack)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from bikeshare.dashboard import queries as q
+from bikeshare.dashboard.charts import text_time, time_lines
+from bikeshare.dashboard.context import PageContext, no_data, operator_name, page_context, sidebar
+
+
+def endpoint_panel(ctx: PageContext) -> None:
+    st.subheader("Endpoint latency and errors")
+    metrics = q.endpoint_metrics(ctx.src, ctx.epoch, ctx.settings.dashboard_history_days)
+    if metrics.empty:
+        no_data("endpoint metrics", "endpoint_metrics")
+        return
+    routes = sorted(metrics["route"].dropna().unique())
+    route = st.selectbox("Route", routes, index=routes.index("all") if "all" in routes else 0, key="route")
+    part = metrics[metrics["route"] == route]
+    last = part.iloc[-1]
+    c = st.columns(4)
+    c[0].metric("P50 (ms)", f"{last['p50_ms']:.1f}")
+    c[1].metric("P95 (ms)", f"{last['p95_ms']:.1f}")
+    c[2].metric("error rate", f"{last['error_rate']:.2%}")
+    c[3].metric("requests", int(last["requests"]))
+    st.caption(f"Latest window ends {ctx.fmt(last['window_end'])}.")
+    left, right = st.columns(2)
+    latency = part.melt(id_vars=["window_end"], value_vars=["p50_ms", "p95_ms"], var_name="percentile")
+    left.altair_chart(
+        time_lines(latency, x="window_end", y="value", color="percentile", tz=ctx.tz, y_title="latency (ms)"),
+        width="stretch",
+    )
+    right.altair_chart(
+        time_lines(part, x="window_end", y="error_rate", tz=ctx.tz, y_title="error rate"), width="stretch"
+    )
+
+
+def batches_panel(ctx: PageContext) -> None:
+    st.subheader("Inference batches")
+    hourly = q.batch_success(ctx.src, ctx.epoch, ctx.settings.dashboard_history_days)
+    if hourly.empty:
+        no_data("inference batch", "inference_batches")
+        return
+    ok, failed = int(hourly["ok"].sum()), int(hourly["failed"].sum())
+    c = st.columns(3)
+    c[0].metric("success rate", f"{ok / (ok + failed):.1%}" if ok + failed else "-")
+    c[1].metric("batches ok", ok)
+    c[2].metric("failed", failed)
+    st.caption(
+        f"Served alias, last {ctx.settings.dashboard_history_days} days of batches; success = ok / (ok + failed), "
+        "skipped batches (slot already scored, no fresh snapshot) not counted."
+    )
+    left, right = st.columns(2)
+    left.altair_chart(
+        time_lines(hourly, x="hour", y="success_rate", tz=ctx.tz, y_title="success rate per hour", y_domain=(0, 1)),
+        width="stretch",
+    )
+    right.altair_chart(
+        time_lines(hourly, x="hour", y="p95_duration_s", tz=ctx.tz, y_title="P95 batch duration (s)"),
+        width="stretch",
+    )
+    failures = q.batch_failures(ctx.src, ctx.epoch, ctx.settings.dashboard_history_days)
+    if not failures.empty:
+        st.markdown("**Recent failed batches**")
+        st.dataframe(failures.assign(feature_time=text_time(failures["feature_time"], ctx.tz)), hide_index=True)
+
+
+def jobs_panel(ctx: PageContext) -> None:
+    st.subheader("Job runs")
+    runs = q.job_runs(ctx.src, ctx.epoch, ctx.settings.dashboard_history_days)
+    if runs.empty:
+        no_data("job run", "job_runs")
+        return
+    latest = runs.groupby("job", sort=True).head(1)
+    counts = runs.groupby("job")["status"].value_counts().unstack(fill_value=0).reset_index()
+    summary = latest[["job", "status", "started_at", "duration_s", "lag_s", "error"]].merge(counts, on="job")
+    summary = summary.rename(columns={"status": "last status", "started_at": "last start"})
+    summary["last start"] = text_time(summary["last start"], ctx.tz)
+    st.dataframe(summary, hide_index=True)
+    with st.expander("Recent runs"):
+        recent = runs.head(200)
+        for col in ("scheduled_at", "started_at", "finished_at"):
+            recent = recent.assign(**{col: text_time(recent[col], ctx.tz)})
+        st.dataframe(recent, hide_index=True)
+
+
+def ack_form(ctx: PageContext, firing: pd.DataFrame) -> None:
+    """Acknowledge a firing alert through the monitoring API (appends an 'acknowledged' event)."""
+    labels = {r["alert_id"]: f"{r['severity']} · {r['fingerprint']}" for _, r in firing.iterrows()}
+    with st.form("ack", clear_on_submit=False):
+        alert_id = st.selectbox("Firing alert", list(labels), format_func=labels.get, key="ack_alert")
+        by = st.text_input("Acknowledged by", value=operator_name(), key="ack_by")
+        submitted = st.form_submit_button("Acknowledge")
+    if submitted:
+        if not by.strip():
+            st.error("Say who acknowledges the alert.")
+            return
+        # imported on submit only: monitoring.store pulls in scipy (seconds) for its drift module
+        from bikeshare.lake.store import Lake
+        from bikeshare.monitoring.alerts import AlertStateError
+        from bikeshare.monitoring.store import AlertNotFoundError, AlertStore, ack_alert
+
+        store = AlertStore(
+            Lake.open(ctx.settings.lake_uri, s3_endpoint_url=ctx.settings.s3_endpoint_url), city=ctx.src.city
+        )
+        try:
+            event = ack_alert(store=store, alert_id=str(alert_id), by=by.strip())
+        except (AlertNotFoundError, AlertStateError) as exc:
+            st.error(str(exc))
+            return
+        q.open_alerts.clear()
+        q.resolved_alerts.clear()
+        st.session_state["acked"] = f"Acknowledged {labels[alert_id]} as {by.strip()} (MTTA {event.mtta_s:.0f} s)."
+        st.rerun()
+
+
+def alerts_panel(ctx: PageContext) -> None:
+    st.subheader("Alerts")
+    if "acked" in st.session_state:
+        st.success(st.session_state.pop("acked"))
+    alerts = q.open_alerts(ctx.src, ctx.epoch)
+    if alerts.empty:
+        resolved = q.resolved_alerts(ctx.src, ctx.epoch)
+        if resolved.empty:
+            no_data("alert", "alert_events", extra="Nothing has fired so far.")
+        else:
+            st.success(f"No alert firing or acknowledged ({len(resolved)} resolved recently).")
+    else:
+        c = st.columns(3)
+        c[0].metric("firing", int((alerts["status"] == "firing").sum()))
+        c[1].metric("acknowledged", int((alerts["status"] == "acknowledged").sum()))
+        c[2].metric("pending", int((alerts["status"] == "pending").sum()))
+        shown = alerts.drop(columns=["runbook"])
+        for col in ("started_at", "fired_at", "acknowledged_at"):
+            shown[col] = text_time(shown[col], ctx.tz)
+        st.dataframe(
+            shown,
+            hide_index=True,
+            column_config={"alert_id": st.column_config.TextColumn("alert id", width="small")},
+        )
+        firing = alerts[alerts["status"] == "firing"]
+        if not firing.empty:
+            ack_form(ctx, firing)
+    resolved = q.resolved_alerts(ctx.src, ctx.epoch)
+    if not resolved.empty:
+        with st.expander("Recently resolved"):
+            shown = resolved.copy()
+            for col in ("fired_at", "acknowledged_at", "resolved_at"):
+                shown[col] = text_time(shown[col], ctx.tz)
+            st.dataframe(shown, hide_index=True)
+
+
+def main() -> None:
+    ctx = page_context()
+    sidebar(ctx)
+    st.title("System health")
+    alerts_panel(ctx)
+    endpoint_panel(ctx)
+    batches_panel(ctx)
+    jobs_panel(ctx)
+
+
+if __name__ == "__main__":
+    main()

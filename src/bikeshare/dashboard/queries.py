@@ -1,0 +1,590 @@
+"""Every query of the dashboard: named functions over the lake's DuckDB views, cached per lake and city.
+
+Each public query takes a :class:`Source` (which lake, which city) and an ``epoch`` (the cache
+period: ``int(time / dashboard_cache_ttl_s)``, see :func:`epoch_of`), so a result is reused by every
+session until the period ends. Queries over minute-partitioned tables (``station_status``,
+``inference``, ``plans``) filter on the ``dt`` partition string, so DuckDB opens only the files of
+the window they need; the newest partitions come from one listing (:func:`latest_partitions`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from typing import Any, NamedTuple
+
+import duckdb
+import pandas as pd
+import streamlit as st
+
+from bikeshare.lake.store import Lake, partition_value
+from bikeshare.lake.tables import ALL_TABLES, Grain, TableSpec
+from bikeshare.lake.views import DERIVED_VIEWS
+
+_KEEP = 3600  # seconds an unused cached result may stay in memory (the epoch decides freshness)
+_ENTRIES = 256
+
+# The command that produces each table: what a "no data yet" message tells the operator to run.
+PRODUCED_BY: dict[str, str] = {
+    "station_status": "bikeshare ingest (or bikeshare backfill)",
+    "station_information_versions": "bikeshare ingest (or bikeshare backfill)",
+    "system_information_versions": "bikeshare ingest (or bikeshare backfill)",
+    "ingest_log": "bikeshare ingest (or bikeshare backfill)",
+    "quarantine": "bikeshare ingest (a rejected feed batch lands here)",
+    "inference": "bikeshare infer",
+    "inference_batches": "bikeshare infer",
+    "quality": "bikeshare actuals",
+    "promotions": "bikeshare promote",
+    "drift_scores": "bikeshare monitor",
+    "feature_baselines": "bikeshare monitor",
+    "alert_events": "bikeshare monitor",
+    "endpoint_metrics": "bikeshare monitor",
+    "job_runs": "bikeshare run",
+    "plans": "bikeshare rebalance plan",
+}
+
+
+class Source(NamedTuple):
+    """Which lake and city the dashboard reads (hashable: the cache key of every query)."""
+
+    lake_uri: str
+    s3_endpoint_url: str | None
+    city: str
+
+
+def epoch_of(ttl_s: float, *, now: float | None = None) -> int:
+    """The cache period a moment falls in: results are reused while it stays the same."""
+    return int((time.time() if now is None else now) // ttl_s)
+
+
+def spec_of(table: str) -> TableSpec:
+    """The lake table named ``table`` (its view name)."""
+    for spec in ALL_TABLES:
+        if spec.name == table:
+            return spec
+    raise KeyError(f"no lake table named {table!r}")
+
+
+class LakeReader:
+    """One DuckDB connection holding the lake's views, shared by every session of the process.
+
+    Each query runs on its own cursor (DuckDB connections are not shared between threads). Views of
+    tables that had no file yet are rebuilt once per cache period, so data written after the start
+    shows up without a restart.
+    """
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+        self._lock = threading.Lock()
+        self._con = lake.connect()
+        self._empty = self._empty_views()
+        self._checked_epoch: int | None = None
+
+    def _empty_views(self) -> set[str]:
+        rows = self._con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()
+        names = {spec.name for spec in ALL_TABLES}
+        return {name for name, sql in rows if name in names and "read_parquet" not in sql}
+
+    def refresh(self, epoch: int) -> None:
+        """Rebuild the views of tables that were empty (at most once per cache period)."""
+        with self._lock:
+            if self._checked_epoch == epoch or not self._empty:
+                self._checked_epoch = epoch
+                return
+            for name in sorted(self._empty):
+                self._con.execute(f"CREATE OR REPLACE VIEW {name} AS {self.lake.scan_sql(spec_of(name))}")
+            for name, sql in DERIVED_VIEWS.items():
+                self._con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
+            self._empty = self._empty_views()
+            self._checked_epoch = epoch
+
+    def frame(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+        """Run one query on a fresh cursor and return its rows."""
+        cursor = self._con.cursor()
+        try:
+            return cursor.execute(sql, params or []).df()
+        finally:
+            cursor.close()
+
+    def close(self) -> None:
+        self._con.close()
+
+
+@st.cache_resource(show_spinner=False)
+def _open_reader(lake_uri: str, s3_endpoint_url: str | None) -> LakeReader:
+    return LakeReader(Lake.open(lake_uri, s3_endpoint_url=s3_endpoint_url))
+
+
+def reader(src: Source, epoch: int) -> LakeReader:
+    """The process's reader of ``src``'s lake, its empty views rebuilt for this cache period."""
+    found = _open_reader(src.lake_uri, src.s3_endpoint_url)
+    found.refresh(epoch)
+    return found
+
+
+def clear_caches() -> None:
+    """Forget every cached result and the shared connection (the sidebar's Refresh button)."""
+    st.cache_data.clear()
+    _open_reader.clear()
+
+
+def _cached(fn: Any) -> Any:
+    return st.cache_data(ttl=_KEEP, max_entries=_ENTRIES, show_spinner=False)(fn)
+
+
+def _day(ts: pd.Timestamp) -> str:
+    return partition_value(ts, Grain.DAY)
+
+
+def _minute(ts: pd.Timestamp) -> str:
+    return partition_value(ts, Grain.MINUTE)
+
+
+# ---- partitions and context -------------------------------------------------------------------
+
+
+@_cached
+def latest_partitions(src: Source, epoch: int, table: str, n: int = 1) -> list[str]:
+    """The ``n`` newest ``dt`` values of a table for the city, newest first (empty: no data)."""
+    spec = spec_of(table)
+    values = reader(src, epoch).lake.partitions(spec, city=src.city)
+    return list(reversed(values[-n:]))
+
+
+@_cached
+def system_info(src: Source, epoch: int) -> pd.DataFrame:
+    """The system's name and time zone (newest system_information version)."""
+    return reader(src, epoch).frame("SELECT name, timezone FROM system_information WHERE city = ?", [src.city])
+
+
+# ---- map and top-N ----------------------------------------------------------------------------
+
+
+@_cached
+def latest_batch(src: Source, epoch: int) -> pd.DataFrame:
+    """The newest served inference batch that succeeded (one row, or none)."""
+    days = latest_partitions(src, epoch, "inference_batches", 2)
+    if not days:
+        return pd.DataFrame()
+    sql = """
+        SELECT batch_id, feature_time, started_at, finished_at, duration_s, rows, stations_scored,
+               stations_masked, stations_missing, alias, model_versions, dt
+        FROM inference_batches
+        WHERE city = ? AND dt >= ? AND status = 'ok' AND NOT shadow
+        ORDER BY feature_time DESC LIMIT 1
+    """
+    found = reader(src, epoch).frame(sql, [src.city, days[-1]])
+    if found.empty:  # nothing succeeded in the newest two days: look further back
+        found = reader(src, epoch).frame(sql.replace("AND dt >= ?", "AND dt < ?"), [src.city, days[-1]])
+    return found
+
+
+@_cached
+def latest_risk(src: Source, epoch: int, feature_time: pd.Timestamp | None) -> pd.DataFrame:
+    """One row per station: its place and the latest batch's probabilities, counts and model.
+
+    Stations in station_information that the batch did not score (masked, no snapshot) are kept
+    with null probabilities; ``risk`` is max(P(no bikes), P(no docks)).
+    """
+    dt = _minute(feature_time) if feature_time is not None else ""
+    return reader(src, epoch).frame(
+        """
+        WITH p AS (
+            SELECT * FROM inference WHERE city = ? AND dt = ? AND NOT shadow
+        ), w AS (
+            SELECT station_id,
+                   max(probability) FILTER (WHERE target = 'bikes') AS p_bikes,
+                   max(probability) FILTER (WHERE target = 'docks') AS p_docks,
+                   bool_or(decision) FILTER (WHERE target = 'bikes') AS alert_bikes,
+                   bool_or(decision) FILTER (WHERE target = 'docks') AS alert_docks,
+                   max(current_count) FILTER (WHERE target = 'bikes') AS bikes_now,
+                   max(current_count) FILTER (WHERE target = 'docks') AS docks_now,
+                   max(threshold) FILTER (WHERE target = 'bikes') AS threshold_bikes,
+                   max(threshold) FILTER (WHERE target = 'docks') AS threshold_docks,
+                   max(model_version) FILTER (WHERE target = 'bikes') AS version_bikes,
+                   max(model_version) FILTER (WHERE target = 'docks') AS version_docks,
+                   max(capacity) AS capacity_scored, max(alias) AS alias,
+                   max(feature_time) AS feature_time, max(target_time) AS target_time,
+                   max(horizon_min) AS horizon_min
+            FROM p GROUP BY station_id
+        ), info AS (
+            SELECT station_id, name, region_id, lat, lon, capacity
+            FROM station_information_current WHERE city = ?
+        )
+        SELECT station_id, info.name, info.region_id, info.lat, info.lon,
+               coalesce(info.capacity, w.capacity_scored) AS capacity,
+               w.* EXCLUDE (station_id, capacity_scored),
+               CASE WHEN w.p_bikes IS NULL AND w.p_docks IS NULL THEN NULL
+                    ELSE greatest(coalesce(w.p_bikes, 0), coalesce(w.p_docks, 0)) END AS risk
+        FROM info FULL OUTER JOIN w USING (station_id)
+        ORDER BY risk DESC NULLS LAST, station_id
+        """,
+        [src.city, dt, src.city],
+    )
+
+
+@_cached
+def station_history(src: Source, epoch: int, station_id: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """Observed counts of one station with ``start <= last_updated <= end`` (pruned to those minutes)."""
+    return reader(src, epoch).frame(
+        """
+        SELECT last_updated, bikes, docks, ebikes, bikes_disabled, docks_disabled, masked, mask_reasons
+        FROM station_status
+        WHERE city = ? AND dt BETWEEN ? AND ? AND station_id = ? AND last_updated BETWEEN ? AND ?
+        ORDER BY last_updated
+        """,
+        [src.city, _minute(start), _minute(end), station_id, start.to_pydatetime(), end.to_pydatetime()],
+    )
+
+
+@_cached
+def station_predictions(
+    src: Source, epoch: int, station_id: str, start: pd.Timestamp, end: pd.Timestamp
+) -> pd.DataFrame:
+    """Served predictions for one station made (feature slot) within ``[start, end]``."""
+    return reader(src, epoch).frame(
+        """
+        SELECT feature_time, target_time, target, probability, threshold, decision, model_name, model_version
+        FROM inference
+        WHERE city = ? AND dt BETWEEN ? AND ? AND station_id = ? AND NOT shadow
+        ORDER BY target, feature_time
+        """,
+        [src.city, _minute(start), _minute(end), station_id],
+    )
+
+
+@_cached
+def latest_plan(src: Source, epoch: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The newest rebalancing plan: its summary row and its truck stops (optimised and greedy)."""
+    dts = latest_partitions(src, epoch, "plans", 1)
+    if not dts:
+        return pd.DataFrame(), pd.DataFrame()
+    lake = reader(src, epoch)
+    summary = lake.frame("SELECT * FROM plan_summary WHERE city = ? AND dt = ?", [src.city, dts[0]])
+    stops = lake.frame(
+        "SELECT * FROM plan_stops WHERE city = ? AND dt = ? ORDER BY method, truck, stop_seq", [src.city, dts[0]]
+    )
+    return summary, stops
+
+
+# ---- model health -----------------------------------------------------------------------------
+
+
+def _since_day(latest_day: str, days: int) -> str:
+    return _day(pd.Timestamp(latest_day, tz="UTC") - timedelta(days=days))
+
+
+@_cached
+def quality_span(src: Source, epoch: int) -> pd.DataFrame:
+    """The newest quality partition (day of target_time), or no row when actuals never ran."""
+    days = latest_partitions(src, epoch, "quality", 1)
+    return pd.DataFrame({"dt": days})
+
+
+@_cached
+def quality_rolling(src: Source, epoch: int, days: int) -> pd.DataFrame:
+    """PR-AUC, F1, precision, recall per 24 h window ending at each hour (served alias, last ``days``)."""
+    latest = latest_partitions(src, epoch, "quality", 1)
+    if not latest:
+        return pd.DataFrame()
+    since = _since_day(latest[0], days)
+    # quality_rolling_24h's own definition, over the quality rows of the last days only.
+    lake = reader(src, epoch)
+    sql = _recent_rolling_sql()
+    frame = lake.frame(sql, [src.city, since])
+    if frame.empty:
+        return frame
+    frame = frame[~frame["shadow"].astype(bool)]
+    cutoff = frame["window_end"].max() - timedelta(days=days)
+    return frame[frame["window_end"] > cutoff].sort_values(["target", "window_end"]).reset_index(drop=True)
+
+
+def _recent_rolling_sql() -> str:
+    """The ``quality_rolling_24h`` view's SQL over hourly bins of one city's recent quality partitions."""
+    bins = DERIVED_VIEWS["quality_hourly_bins"]
+    rolling = DERIVED_VIEWS["quality_rolling_24h"].strip()
+    where = "FROM quality WHERE status = 'joined'"
+    if where not in bins or not rolling.startswith("WITH ") or "quality_hourly_bins" not in rolling:
+        raise RuntimeError("lake/views.py changed the quality views: update dashboard.queries.quality_rolling")
+    bins = bins.replace(where, where + " AND city = ? AND dt >= ?")
+    rolling = rolling.replace("quality_hourly_bins", "_recent_bins").removeprefix("WITH ")
+    return f"WITH _recent_bins AS ({bins}), {rolling}"
+
+
+@_cached
+def lift_by_day(src: Source, epoch: int, days: int, tz: str) -> pd.DataFrame:
+    """PR-AUC of the model and of persistence (score = -count now) on the same joined rows, per local day."""
+    latest = latest_partitions(src, epoch, "quality", 1)
+    if not latest:
+        return pd.DataFrame()
+    return reader(src, epoch).frame(
+        """
+        WITH q AS (
+            SELECT target, CAST(date_trunc('day', timezone(?, target_time)) AS DATE) AS day,
+                   round(probability, 3) AS model_score, -CAST(current_count AS DOUBLE) AS persistence_score,
+                   actual_label AS y
+            FROM quality
+            WHERE city = ? AND dt >= ? AND status = 'joined' AND NOT shadow AND current_count IS NOT NULL
+        ), scored AS (
+            SELECT target, day, 'model' AS scorer, model_score AS score, y FROM q
+            UNION ALL
+            SELECT target, day, 'persistence' AS scorer, persistence_score AS score, y FROM q
+        ), bins AS (
+            SELECT target, day, scorer, score, count(*) FILTER (WHERE y) AS pos, count(*) AS n
+            FROM scored GROUP BY ALL
+        ), cum AS (
+            SELECT *, sum(pos) OVER w AS tp_at, sum(n) OVER w AS n_at FROM bins
+            WINDOW w AS (PARTITION BY target, day, scorer ORDER BY score DESC ROWS UNBOUNDED PRECEDING)
+        )
+        SELECT target, day, scorer, sum(n) AS rows, sum(pos) AS positives,
+               sum(pos * tp_at / n_at) / nullif(sum(pos), 0) AS pr_auc
+        FROM cum GROUP BY ALL ORDER BY target, day, scorer
+        """,
+        [tz, src.city, _since_day(latest[0], days)],
+    )
+
+
+@_cached
+def calibration(src: Source, epoch: int, days: int) -> pd.DataFrame:
+    """Reliability table per target: mean predicted probability against the observed rate, in 10 bins."""
+    latest = latest_partitions(src, epoch, "quality", 1)
+    if not latest:
+        return pd.DataFrame()
+    return reader(src, epoch).frame(
+        """
+        SELECT target, least(floor(probability * 10), 9) / 10 AS bin_start,
+               avg(probability) AS predicted, avg(CAST(actual_label AS DOUBLE)) AS observed, count(*) AS rows
+        FROM quality
+        WHERE city = ? AND dt >= ? AND status = 'joined' AND NOT shadow
+        GROUP BY ALL ORDER BY target, bin_start
+        """,
+        [src.city, _since_day(latest[0], days)],
+    )
+
+
+@_cached
+def drift_latest(src: Source, epoch: int) -> pd.DataFrame:
+    """PSI and KS per feature of the newest drift evaluation per target."""
+    return reader(src, epoch).frame(
+        """
+        SELECT target, model_version, feature, kind, psi, ks_stat, ks_pvalue, live_rows, missing_rate,
+               baseline_missing_rate, drifting, evaluated_at, window_start, window_end
+        FROM drift_latest WHERE city = ?
+        ORDER BY target, drifting DESC, psi DESC NULLS LAST, feature
+        """,
+        [src.city],
+    )
+
+
+@_cached
+def promotions(src: Source, epoch: int, limit: int = 200) -> pd.DataFrame:
+    """Alias moves and gate verdicts, newest first."""
+    return reader(src, epoch).frame(
+        """
+        SELECT "at", target, action, alias, version, previous_version, verdict, actor, note
+        FROM promotions WHERE city = ? ORDER BY "at" DESC LIMIT ?
+        """,
+        [src.city, limit],
+    )
+
+
+@_cached
+def served_models(src: Source, epoch: int) -> pd.DataFrame:
+    """Model versions and thresholds the newest batches applied, per alias and target (from the lake)."""
+    dts = latest_partitions(src, epoch, "inference", 1)
+    if not dts:
+        return pd.DataFrame()
+    return reader(src, epoch).frame(
+        """
+        SELECT alias, shadow, target, model_name, model_version, max(threshold) AS threshold,
+               max(feature_time) AS feature_time
+        FROM inference WHERE city = ? AND dt = ? GROUP BY ALL ORDER BY target, shadow, alias
+        """,
+        [src.city, dts[0]],
+    )
+
+
+# ---- system health ----------------------------------------------------------------------------
+
+
+def _recent_days(src: Source, epoch: int, table: str, days: int) -> str | None:
+    latest = latest_partitions(src, epoch, table, 1)
+    return _since_day(latest[0], days) if latest else None
+
+
+@_cached
+def endpoint_metrics(src: Source, epoch: int, days: int) -> pd.DataFrame:
+    """Endpoint latency percentiles and error rate per monitoring window (last ``days``)."""
+    since = _recent_days(src, epoch, "endpoint_metrics", days)
+    if since is None:
+        return pd.DataFrame()
+    return reader(src, epoch).frame(
+        """
+        SELECT window_start, window_end, route, requests, errors, error_rate, p50_ms, p95_ms, p99_ms
+        FROM endpoint_metrics WHERE city = ? AND dt >= ? ORDER BY window_end, route
+        """,
+        [src.city, since],
+    )
+
+
+@_cached
+def batch_success(src: Source, epoch: int, days: int) -> pd.DataFrame:
+    """Served inference batches per hour: ok, failed, skipped, success rate and P95 duration."""
+    since = _recent_days(src, epoch, "inference_batches", days)
+    if since is None:
+        return pd.DataFrame()
+    return reader(src, epoch).frame(
+        """
+        SELECT date_trunc('hour', feature_time) AS hour,
+               count(*) FILTER (WHERE status = 'ok') AS ok,
+               count(*) FILTER (WHERE status = 'failed') AS failed,
+               count(*) FILTER (WHERE status = 'skipped') AS skipped,
+               count(*) FILTER (WHERE status = 'ok')
+                   / nullif(count(*) FILTER (WHERE status IN ('ok', 'failed')), 0) AS success_rate,
+               quantile_cont(duration_s, 0.95) FILTER (WHERE status = 'ok') AS p95_duration_s
+        FROM inference_batches WHERE city = ? AND dt >= ? AND NOT shadow
+        GROUP BY ALL ORDER BY hour
+        """,
+        [src.city, since],
+    )
+
+
+@_cached
+def batch_failures(src: Source, epoch: int, days: int, limit: int = 50) -> pd.DataFrame:
+    """The newest failed inference batches with their errors."""
+    since = _recent_days(src, epoch, "inference_batches", days)
+    if since is None:
+        return pd.DataFrame()
+    return reader(src, epoch).frame(
+        """
+        SELECT feature_time, alias, attempts, duration_s, error FROM inference_batches
+        WHERE city = ? AND dt >= ? AND status = 'failed' ORDER BY feature_time DESC LIMIT ?
+        """,
+        [src.city, since, limit],
+    )
+
+
+@_cached
+def job_runs(src: Source, epoch: int, days: int) -> pd.DataFrame:
+    """Runs of the scheduled jobs in the last ``days``, newest first."""
+    since = _recent_days(src, epoch, "job_runs", days)
+    if since is None:
+        return pd.DataFrame()
+    return reader(src, epoch).frame(
+        """
+        SELECT job, status, scheduled_at, started_at, finished_at, duration_s, lag_s, error, run_id
+        FROM job_runs WHERE city = ? AND dt >= ? ORDER BY started_at DESC
+        """,
+        [src.city, since],
+    )
+
+
+@_cached
+def open_alerts(src: Source, epoch: int) -> pd.DataFrame:
+    """Alerts that are pending, firing or acknowledged, most severe and newest first."""
+    return reader(src, epoch).frame(
+        """
+        SELECT alert_id, status, severity, rule, fingerprint, message, value, threshold, unit,
+               started_at, fired_at, acknowledged_at, acknowledged_by, escalations, runbook
+        FROM alerts WHERE city = ? AND status IN ('pending', 'firing', 'acknowledged')
+        ORDER BY CASE status WHEN 'firing' THEN 0 WHEN 'pending' THEN 1 ELSE 2 END,
+                 CASE severity WHEN 'critical' THEN 0 ELSE 1 END, coalesce(fired_at, started_at) DESC
+        """,
+        [src.city],
+    )
+
+
+@_cached
+def resolved_alerts(src: Source, epoch: int, limit: int = 20) -> pd.DataFrame:
+    """The newest resolved alerts."""
+    return reader(src, epoch).frame(
+        """
+        SELECT alert_id, severity, rule, fingerprint, fired_at, acknowledged_at, acknowledged_by, resolved_at, mtta_s
+        FROM alerts WHERE city = ? AND status = 'resolved' ORDER BY resolved_at DESC LIMIT ?
+        """,
+        [src.city, limit],
+    )
+
+
+# ---- data freshness ---------------------------------------------------------------------------
+
+# Feed name in ingest_log -> the table its committed snapshots land in.
+FEED_TABLES: dict[str, str] = {
+    "station_status": "station_status",
+    "station_information": "station_information_versions",
+    "system_information": "system_information_versions",
+}
+
+
+@_cached
+def feed_partitions(src: Source, epoch: int) -> pd.DataFrame:
+    """Per feed: its table's newest partition (``dt``, UTC minute) as one listing finds it."""
+    rows = []
+    for feed, table in FEED_TABLES.items():
+        latest = latest_partitions(src, epoch, table, 1)
+        rows.append({"feed": feed, "table": table, "latest_dt": latest[0] if latest else None})
+    return pd.DataFrame(rows)
+
+
+@_cached
+def ingest_recent(src: Source, epoch: int, hours: int) -> pd.DataFrame:
+    """Ingest log rows of the last ``hours`` before the newest logged batch."""
+    days = latest_partitions(src, epoch, "ingest_log", 1)
+    if not days:
+        return pd.DataFrame()
+    since = _since_day(days[0], max(1, -(-hours // 24)))
+    frame = reader(src, epoch).frame(
+        """
+        SELECT feed, outcome, reason, source, fetched_at, published_at, committed_at, ingest_latency_s,
+               rows_in, rows_written, rows_masked, row_pass_rate, path
+        FROM ingest_log WHERE city = ? AND dt >= ? ORDER BY fetched_at
+        """,
+        [src.city, since],
+    )
+    if frame.empty:
+        return frame
+    cutoff = frame["fetched_at"].max() - timedelta(hours=hours)
+    return frame[frame["fetched_at"] >= cutoff].reset_index(drop=True)
+
+
+@_cached
+def quarantined(src: Source, epoch: int, days: int, limit: int = 200) -> pd.DataFrame:
+    """Rejected batches with their reasons, newest first."""
+    since = _recent_days(src, epoch, "quarantine", days)
+    if since is None:
+        return pd.DataFrame()
+    return reader(src, epoch).frame(
+        """
+        SELECT fetched_at, feed, reason_code, reason, source, published_at, batch_id, payload_path
+        FROM quarantine WHERE city = ? AND dt >= ? ORDER BY fetched_at DESC LIMIT ?
+        """,
+        [src.city, since, limit],
+    )
+
+
+@_cached
+def masked_stations(src: Source, epoch: int) -> pd.DataFrame:
+    """Stations whose row in the newest station_status snapshot is masked, with the reasons."""
+    dts = latest_partitions(src, epoch, "station_status", 1)
+    if not dts:
+        return pd.DataFrame()
+    return reader(src, epoch).frame(
+        """
+        SELECT s.station_id, i.name, s.mask_reasons, s.last_reported, s.last_updated, s.bikes, s.docks,
+               s.is_installed, s.is_renting, s.is_returning
+        FROM station_status s
+        LEFT JOIN (SELECT station_id, name FROM station_information_current WHERE city = ?) i USING (station_id)
+        WHERE s.city = ? AND s.dt = ? AND s.masked
+        ORDER BY s.mask_reasons, s.station_id
+        """,
+        [src.city, src.city, dts[0]],
+    )
+
+
+def run_sql(src: Source, epoch: int, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+    """An uncached query over the views (benchmarks and tests use it to cross-check the pages)."""
+    try:
+        return reader(src, epoch).frame(sql, params)
+    except duckdb.Error as exc:
+        raise ValueError(f"query failed: {exc}") from exc

@@ -1,0 +1,92 @@
+"""Model metadata from the MLflow registry, read in the background so that no page waits for MLflow.
+
+Importing MLflow and opening its store takes seconds; the Model health page shows the lake's
+panels at once and the registry panel as soon as :class:`RegistryLoader` has a snapshot.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from bikeshare.settings import Settings
+
+TARGETS: tuple[str, ...] = ("bikes", "docks")
+ALIASES: tuple[str, ...] = ("production", "staging")
+# Training-time metrics of a version's run shown beside it (training.report.flat_metrics names).
+RUN_METRICS: dict[str, str] = {
+    "all_model_pr_auc": "test PR-AUC",
+    "all_model_f1": "test F1",
+    "all_pr_auc_lift": "lift vs persistence",
+    "onsets_pr_auc_lift": "lift on onsets",
+}
+COLUMNS = ["target", "alias", "model_name", "version", "threshold", *RUN_METRICS.values(), "run_id"]
+
+
+def registry_snapshot(settings: Settings) -> pd.DataFrame:
+    """One row per target and alias: the version holding it (None when nobody does), threshold, metrics."""
+    from bikeshare.registry.client import alias_holder, model_name, open_client
+
+    client = open_client(settings)
+    rows = []
+    for target in TARGETS:
+        name = model_name(settings.city, target)
+        for alias in ALIASES:
+            holder = alias_holder(client, name, alias)
+            row: dict[str, object] = {"target": target, "alias": alias, "model_name": name, "version": None}
+            if holder is not None:
+                row.update(version=holder.version, run_id=holder.run_id)
+                if holder.run_id:
+                    run = client.get_run(holder.run_id)
+                    threshold = run.data.params.get("bundle.decision_threshold")
+                    row["threshold"] = float(threshold) if threshold is not None else None
+                    for key, label in RUN_METRICS.items():
+                        row[label] = run.data.metrics.get(key)
+            rows.append(row)
+    return pd.DataFrame(rows).reindex(columns=COLUMNS)
+
+
+@dataclass
+class RegistryLoader:
+    """Keeps the newest registry snapshot; refreshes it on a background thread when it is stale."""
+
+    settings: Settings
+    max_age_s: float
+    snapshot: pd.DataFrame | None = None
+    error: str | None = None
+    loaded_at: float | None = None
+    _thread: threading.Thread | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def poll(self) -> tuple[pd.DataFrame | None, str | None, bool]:
+        """(snapshot, error, loading): start a refresh when none runs and the snapshot is stale."""
+        with self._lock:
+            stale = self.loaded_at is None or time.monotonic() - self.loaded_at > self.max_age_s
+            loading = self._thread is not None and self._thread.is_alive()
+            if stale and not loading:
+                self._thread = threading.Thread(target=self._load, name="dashboard-registry", daemon=True)
+                self._thread.start()
+                loading = True
+            return self.snapshot, self.error, loading
+
+    def wait(self, timeout_s: float) -> bool:
+        """Block until the running refresh ends (tests and benchmarks); True when none is running."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout_s)
+            return not thread.is_alive()
+        return True
+
+    def _load(self) -> None:
+        try:
+            snapshot, error = registry_snapshot(self.settings), None
+        except Exception as exc:  # shown on the page; the dashboard itself keeps running
+            snapshot, error = None, f"{type(exc).__name__}: {exc}"
+        with self._lock:
+            if snapshot is not None:
+                self.snapshot = snapshot
+            self.error = error
+            self.loaded_at = time.monotonic()

@@ -1,0 +1,441 @@
+"""A small world for the dashboard pages, built once per session through the real stages.
+
+From the shipped slice, 2023-03-07 14:00-18:00 UTC (morning in San Francisco): backfill, features,
+two small LightGBM versions per target in a temp MLflow store (production v1, staging v2, promoted
+through the gate), the real endpoint on a loopback port, an hour of inference batches (production
+served, staging in shadow), actuals, a drift evaluation, an alert cycle, a rebalancing plan, a live
+snapshot with its ingest latency and a quarantined payload. ``job_runs`` and ``endpoint_metrics``
+have no writer yet (runner and monitor job): a few rows are written in their schemas.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from bikeshare.gbfs.recording import INFORMATION_FILE, MANIFEST, STATUS_FILE, Recording, default_recording_path
+from bikeshare.lake.store import Lake, partition_value
+from bikeshare.lake.tables import ENDPOINT_METRICS, JOB_RUNS, Grain
+from bikeshare.settings import Settings
+
+CITY = "sf"
+CUT_START = pd.Timestamp("2023-03-07T14:00Z")
+CUT_END = pd.Timestamp("2023-03-07T18:00Z")
+TRAIN_START, TRAIN_END = pd.Timestamp("2023-03-07T15:00Z"), pd.Timestamp("2023-03-07T16:25Z")
+FIRST_SLOT, LAST_SLOT = pd.Timestamp("2023-03-07T16:50Z"), pd.Timestamp("2023-03-07T17:40Z")
+SLOT_EVERY = "10min"  # the inference interval of this world
+ACTUALS_AT = pd.Timestamp("2023-03-07T18:00Z")
+LIVE_PUBLISHED = pd.Timestamp("2023-03-07T18:02Z")
+LIVE_LATENCY_S = 35.0
+MODEL_FEATURES = (
+    "bikes",
+    "docks",
+    "capacity",
+    "fill_ratio",
+    "net_flow_30",
+    "net_flow_60",
+    "bikes_min_60",
+    "docks_min_60",
+    "nb_bikes",
+    "nb_docks",
+    "hour_local",
+)
+
+
+@dataclass
+class TrainingRun:
+    """A training result in the shape registry.tracking.log_training_run reads."""
+
+    bundle: Any
+    report: Any
+    params: dict[str, Any]
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    data_window: tuple[str, str] = ("", "")
+
+
+@dataclass(frozen=True)
+class World:
+    lake_dir: Path
+    state_dir: Path
+    settings: Settings
+
+    def env(self) -> dict[str, str]:
+        """The BIKESHARE_* variables that point a dashboard at this world."""
+        return {
+            "BIKESHARE_CITY": CITY,
+            "BIKESHARE_LAKE_URI": str(self.lake_dir),
+            "BIKESHARE_STATE_DIR": str(self.state_dir),
+            "BIKESHARE_WEATHER_ENABLED": "false",
+        }
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cut_recording(src: Recording, dest: Path, *, start: pd.Timestamp, end: pd.Timestamp) -> Recording:
+    """A recording folder with the snapshots of ``src`` whose last_updated is in ``[start, end)``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    table = pq.read_table(src.path / STATUS_FILE)
+    stamps = table.column("last_updated")
+    keep = pc.and_(pc.greater_equal(stamps, start.to_pydatetime()), pc.less(stamps, end.to_pydatetime()))
+    part = table.filter(keep)
+    pq.write_table(part, dest / STATUS_FILE)
+    shutil.copy(src.path / INFORMATION_FILE, dest / INFORMATION_FILE)
+    times = pd.to_datetime(part.column("last_updated").to_pandas(), utc=True)
+    manifest = {
+        **src.manifest,
+        "start": times.min().isoformat(),
+        "end": times.max().isoformat(),
+        "snapshots": int(times.nunique()),
+        "status_rows": part.num_rows,
+        "window_start": start.isoformat(),
+        "window_end": end.isoformat(),
+    }
+    (dest / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return Recording.open(dest)
+
+
+def fit_run(frame: pd.DataFrame, target: str, *, rounds: int, seed: int) -> TrainingRun:
+    """A small real LightGBM bundle, evaluated against persistence on the last fifth of the slots."""
+    import lightgbm
+    from sklearn.metrics import average_precision_score, f1_score
+
+    from bikeshare.training.bundle import BundleMeta, IsotonicCalibration, LightGBMScorer, ModelBundle
+    from bikeshare.training.report import EvaluationReport, ScoreMetrics, SliceComparison
+
+    labelled = frame[frame[f"y_{target}"].notna()].sort_values("slot")
+    cut = labelled["slot"].quantile(0.8)
+    train, test = labelled[labelled["slot"] < cut], labelled[labelled["slot"] >= cut]
+
+    def matrix(rows: pd.DataFrame) -> np.ndarray:
+        return rows.loc[:, list(MODEL_FEATURES)].astype("float64").to_numpy(np.float64, na_value=np.nan)
+
+    y_train = train[f"y_{target}"].astype(bool).to_numpy().astype(int)
+    booster = lightgbm.train(
+        {"objective": "binary", "num_leaves": 7, "learning_rate": 0.1, "verbose": -1, "seed": seed, "num_threads": 1},
+        lightgbm.Dataset(matrix(train), label=y_train),
+        num_boost_round=rounds,
+    )
+    meta = BundleMeta(
+        target=target,  # type: ignore[arg-type]
+        horizon_min=30,
+        shortage_threshold=2,
+        algo="lightgbm",
+        feature_names=MODEL_FEATURES,
+        decision_threshold=0.4,
+        calibration=IsotonicCalibration.identity(),
+        feature_version="1",
+        booster_file=LightGBMScorer.FILE,
+    )
+    bundle = ModelBundle(meta=meta, scorer=LightGBMScorer(booster=booster))
+    y = test[f"y_{target}"].astype(bool).to_numpy()
+    proba = bundle.predict_proba(matrix(test))
+    current = test[target].astype(float).to_numpy()
+
+    def metrics(score: np.ndarray, decision: np.ndarray, mask: np.ndarray) -> ScoreMetrics:
+        yy = y[mask]
+        return ScoreMetrics(
+            pr_auc=float(average_precision_score(yy, score[mask])) if yy.any() else 0.0,
+            f1=float(f1_score(yy, decision[mask], zero_division=0)),
+            precision=0.0,
+            recall=0.0,
+            brier=float(np.mean((proba[mask] - yy) ** 2)),
+            rows=int(mask.sum()),
+            positives=int(yy.sum()),
+        )
+
+    short_now = current <= 2
+    slices = {}
+    for name, mask in (("all", np.ones_like(y)), ("onsets", ~short_now), ("recoveries", short_now)):
+        mask = mask.astype(bool)
+        slices[name] = SliceComparison(
+            model=metrics(proba, proba >= meta.decision_threshold, mask),
+            baseline=metrics(-current, short_now, mask),
+        )
+    report = EvaluationReport(
+        target=target,
+        window_start=test["slot"].min().isoformat(),
+        window_end=test["slot"].max().isoformat(),
+        decision_threshold=meta.decision_threshold,
+        slices=slices,
+    )
+    return TrainingRun(
+        bundle=bundle,
+        report=report,
+        params={"rounds": rounds, "seed": seed},
+        data_window=(TRAIN_START.isoformat(), TRAIN_END.isoformat()),
+    )
+
+
+class EndpointServer:
+    """The real endpoint app on uvicorn in a thread, on a loopback port."""
+
+    def __init__(self, settings: Settings, port: int) -> None:
+        import uvicorn
+
+        from bikeshare.serving.app import create_app
+        from bikeshare.serving.models import RegistryModelProvider
+
+        provider = RegistryModelProvider(settings=settings)
+        provider.load()
+        app = create_app(settings=settings, provider=provider, lake=Lake.open(settings.lake_uri))
+        self.url = f"http://127.0.0.1:{port}"
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self._thread = threading.Thread(target=self._server.run, name=f"endpoint-{port}", daemon=True)
+
+    def __enter__(self) -> EndpointServer:
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"endpoint {self.url} did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=20)
+
+
+def live_status_payload(lake: Lake, *, published: pd.Timestamp) -> bytes:
+    """A GBFS 1.x station_status document with the lake's newest counts, published at ``published``."""
+    con = lake.connect()
+    rows = con.execute(
+        """
+        SELECT * FROM station_status
+        QUALIFY last_updated = max(last_updated) OVER ()
+        """
+    ).df()
+    con.close()
+    stamp = int(published.timestamp())
+    stations = [
+        {
+            "station_id": str(r.station_id),
+            "num_bikes_available": int(r.bikes),
+            "num_ebikes_available": int(r.ebikes) if pd.notna(r.ebikes) else 0,
+            "num_docks_available": int(r.docks),
+            "num_bikes_disabled": int(r.bikes_disabled) if pd.notna(r.bikes_disabled) else 0,
+            "num_docks_disabled": int(r.docks_disabled) if pd.notna(r.docks_disabled) else 0,
+            "is_installed": int(bool(r.is_installed)),
+            "is_renting": int(bool(r.is_renting)),
+            "is_returning": int(bool(r.is_returning)),
+            "last_reported": stamp - 60,
+        }
+        for r in rows.itertuples(index=False)
+    ]
+    return json.dumps({"last_updated": stamp, "ttl": 60, "data": {"stations": stations}}).encode()
+
+
+def write_ops_records(lake: Lake) -> None:
+    """job_runs and endpoint_metrics rows (their writers, the runner and the monitor job, come later)."""
+    runs = []
+    for i, slot in enumerate(pd.date_range(FIRST_SLOT, LAST_SLOT, freq=SLOT_EVERY)):
+        failed = i == 3
+        runs.append(
+            {
+                "run_id": f"infer-{i}",
+                "job": "infer",
+                "scheduled_at": slot,
+                "started_at": slot + pd.Timedelta(seconds=2),
+                "finished_at": slot + pd.Timedelta(seconds=4),
+                "duration_s": 2.0,
+                "lag_s": 2.0,
+                "status": "failed" if failed else "ok",
+                "error": "endpoint timed out" if failed else None,
+                "details": "{}",
+            }
+        )
+    runs.append(
+        {
+            "run_id": "monitor-0",
+            "job": "monitor",
+            "scheduled_at": ACTUALS_AT,
+            "started_at": ACTUALS_AT + pd.Timedelta(seconds=1),
+            "finished_at": ACTUALS_AT + pd.Timedelta(seconds=9),
+            "duration_s": 8.0,
+            "lag_s": 1.0,
+            "status": "ok",
+            "error": None,
+            "details": "{}",
+        }
+    )
+    frame = pd.DataFrame(runs)
+    lake.write(JOB_RUNS, frame, city=CITY, dt=partition_value(FIRST_SLOT, Grain.DAY), name="runs")
+    windows = pd.date_range(pd.Timestamp("2023-03-07T15:00Z"), ACTUALS_AT, freq="1h")
+    metrics = pd.DataFrame(
+        {
+            "observed_at": windows,
+            "window_start": windows - pd.Timedelta(hours=1),
+            "window_end": windows,
+            "route": "all",
+            "requests": [120 + 10 * i for i in range(len(windows))],
+            "errors": [0, 0, 1, 0][: len(windows)],
+            "p50_ms": [11.0 + i for i in range(len(windows))],
+            "p95_ms": [40.0 + 5 * i for i in range(len(windows))],
+            "p99_ms": [80.0 + 5 * i for i in range(len(windows))],
+            "model_versions": "{}",
+        }
+    )
+    metrics["error_rate"] = metrics["errors"] / metrics["requests"]
+    lake.write(ENDPOINT_METRICS, metrics, city=CITY, dt=partition_value(ACTUALS_AT, Grain.DAY), name="metrics")
+
+
+def build_world(root: Path) -> World:
+    """Run the real stages once (see the module docstring)."""
+    from typer.testing import CliRunner
+
+    from bikeshare.cli import app
+    from bikeshare.features.build import build_features
+    from bikeshare.inference.actuals import run_actuals
+    from bikeshare.inference.batch import run_inference_batch
+    from bikeshare.inference.endpoint_client import EndpointClient
+    from bikeshare.ingest.backfill import backfill
+    from bikeshare.ingest.poller import ingest_status_payload
+    from bikeshare.monitoring.alerts import Signal
+    from bikeshare.monitoring.baseline import build_baselines
+    from bikeshare.monitoring.cycle import run_alert_cycle
+    from bikeshare.monitoring.drift import drift_table
+    from bikeshare.monitoring.rules import load_rules
+    from bikeshare.monitoring.store import AlertStore, write_baselines, write_drift_scores
+    from bikeshare.registry.client import model_name, open_client
+    from bikeshare.registry.promotion import promote
+    from bikeshare.registry.tracking import log_training_run
+
+    cut = cut_recording(Recording.open(default_recording_path()), root / "cut", start=CUT_START, end=CUT_END)
+    lake_dir, state_dir = root / "lake", root / "state"
+    settings = Settings(
+        city=CITY,
+        lake_uri=str(lake_dir),
+        state_dir=state_dir,
+        weather_enabled=False,
+        infer_retry_attempts=2,
+        infer_retry_base_delay_s=0.0,
+        infer_timeout_s=10.0,
+        serve_model_poll_s=60.0,
+        rebalance_time_limit_s=1.0,
+    )
+    lake = Lake.open(settings.lake_uri)
+    backfill(recording=cut, lake=lake, settings=settings, workers=2)
+
+    frame = build_features(lake=lake, city=CITY, start=TRAIN_START, end=TRAIN_END, settings=settings)
+    client = open_client(settings)
+    baselines = {}
+    for target in ("bikes", "docks"):
+        for rounds in (15, 30):  # v1, then v2
+            run = fit_run(frame, target, rounds=rounds, seed=rounds)
+            logged = log_training_run(client=client, result=run, settings=settings, commit="test")
+            assert logged.version is not None
+        for alias, version in (("production", "1"), ("staging", "2")):
+            promote(
+                client=client,
+                lake=lake,
+                settings=settings,
+                target=target,
+                alias=alias,
+                version=version,
+                note="dashboard test world",
+                evaluator=None,
+                actor="tests",
+                force=True,
+            )
+        baselines[target] = build_baselines(frame, features=MODEL_FEATURES)
+        write_baselines(
+            lake,
+            baselines[target],
+            city=CITY,
+            model_name=model_name(CITY, target),
+            model_version="1",
+            target=target,
+            created_at=TRAIN_END.to_pydatetime(),
+        )
+
+    with EndpointServer(settings, free_loopback_port()) as server:
+        endpoint_settings = settings.model_copy(update={"endpoint_url": server.url})
+        with EndpointClient.from_settings(endpoint_settings) as endpoint:
+            for slot in pd.date_range(FIRST_SLOT, LAST_SLOT, freq=SLOT_EVERY):
+                record = run_inference_batch(
+                    lake=lake,
+                    endpoint=endpoint,
+                    settings=endpoint_settings,
+                    now=slot + pd.Timedelta(seconds=20),
+                    aliases=("production", "staging"),
+                )
+                assert record.ok, record.summary()
+    run_actuals(lake=lake, settings=settings, now=ACTUALS_AT)
+
+    live = build_features(lake=lake, city=CITY, start=FIRST_SLOT, end=LAST_SLOT, settings=settings, with_labels=False)
+    for target in ("bikes", "docks"):
+        scores = drift_table(baselines[target], live)
+        write_drift_scores(
+            lake,
+            scores,
+            city=CITY,
+            evaluated_at=ACTUALS_AT.to_pydatetime(),
+            window_start=FIRST_SLOT.to_pydatetime(),
+            window_end=LAST_SLOT.to_pydatetime(),
+            model_name=model_name(CITY, target),
+            model_version="1",
+            target=target,
+        )
+
+    store = AlertStore(lake, city=CITY)
+    signals = [Signal("endpoint_p95_ms", 450.0, {}), Signal("inference_failure_rate", 0.0, {})]
+    run_alert_cycle(store=store, rules=load_rules(None), signals=signals, sinks=[], now=ACTUALS_AT.to_pydatetime())
+
+    write_ops_records(lake)
+    result = CliRunner().invoke(
+        app,
+        ["rebalance", "plan", "--as-of", LAST_SLOT.isoformat(), "--time-limit-s", "1"],
+        env=World(lake_dir, state_dir, settings).env(),
+    )
+    assert result.exit_code == 0, result.output
+
+    payload = live_status_payload(lake, published=LIVE_PUBLISHED)
+    outcome = ingest_status_payload(
+        payload=payload,
+        fetched_at=LIVE_PUBLISHED + pd.Timedelta(seconds=5),
+        lake=lake,
+        settings=settings,
+        clock=lambda: LIVE_PUBLISHED + pd.Timedelta(seconds=LIVE_LATENCY_S),
+        source="test-live",
+    )
+    assert outcome.outcome == "committed", outcome.summary()
+    bad = ingest_status_payload(
+        payload=b"{not json",
+        fetched_at=LIVE_PUBLISHED + pd.Timedelta(seconds=65),
+        lake=lake,
+        settings=settings,
+        source="test-live",
+    )
+    assert bad.outcome == "quarantined", bad.summary()
+    return World(lake_dir=lake_dir, state_dir=state_dir, settings=settings)
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return build_world(tmp_path_factory.mktemp("dashboard-world"))
+
+
+@pytest.fixture
+def world_env(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """Point Settings() (and so the pages) at the world."""
+    for name, value in world.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("BIKESHARE_CONFIG", raising=False)
+    yield world
