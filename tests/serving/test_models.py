@@ -140,3 +140,14 @@ def test_folder_provider_serves_an_exported_alias(store: Store, city_both: str, 
     assert served.bikes.version == written["bikes"]["version"] and served.bikes.name == model_name(city_both, "bikes")
     with pytest.raises(FileNotFoundError, match="no model bundles"):
         FolderModelProvider(tmp_path, settings=settings).load()
+
+
+def test_serve_refuses_a_model_folder_without_bundles(tmp_path: Path) -> None:
+    (tmp_path / "model" / "bikes").mkdir(parents=True)
+    env = {"BIKESHARE_STATE_DIR": str(tmp_path / "state"), "BIKESHARE_LAKE_URI": str(tmp_path / "lake")}
+    for workers in ("1", "2"):
+        result = CliRunner().invoke(
+            cli, ["serve", "--port", "0", "--workers", workers, "--model-dir", str(tmp_path / "model")], env=env
+        )
+        assert result.exit_code == 2, result.output
+        assert "no model bundles in" in result.output and "bikes/bundle.json" in result.output

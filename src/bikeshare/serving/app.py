@@ -200,9 +200,10 @@ def create_app(
 
     @app.get("/ping", include_in_schema=True, summary="SageMaker health check: 200 once a model is loaded")
     def ping() -> Response:
-        if provider.current(default_alias) is None:
+        models = provider.current(default_alias)
+        if models is None:
             return no_model(default_alias)
-        return Response(b"", status_code=200, media_type=JSON)
+        return json_response({"status": "ok", "alias": default_alias, "versions": models.versions_header})
 
     @app.post(
         "/invocations",
