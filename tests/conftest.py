@@ -6,6 +6,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from bikeshare.lake.store import Lake
@@ -51,6 +52,32 @@ def s3_endpoint(free_port: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
         yield endpoint
     finally:
         server.stop()
+
+
+# --- the shipped slice in a lake (features and training tests) -------------------------------------
+SLICE_FEATURE_DAY = ("2023-03-09T00:00Z", "2023-03-09T23:55Z")
+
+
+@pytest.fixture(scope="session")
+def slice_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings of a lake holding the whole shipped slice (backfilled once per session; read only)."""
+    from bikeshare.gbfs.recording import Recording, default_recording_path
+    from bikeshare.ingest.backfill import backfill
+
+    root = tmp_path_factory.mktemp("slice_lake")
+    settings = Settings(lake_uri=str(root / "lake"), state_dir=root / "state", weather_enabled=False)
+    backfill(recording=Recording.open(default_recording_path()), lake=Lake.open(settings.lake_uri), settings=settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def slice_day_features(slice_settings: Settings) -> pd.DataFrame:
+    """Feature rows with labels for one day of the shipped slice (7 days of history before it)."""
+    from bikeshare.features.build import build_features
+
+    start, end = (pd.Timestamp(t) for t in SLICE_FEATURE_DAY)
+    lake = Lake.open(slice_settings.lake_uri)
+    return build_features(lake=lake, city=slice_settings.city, start=start, end=end, settings=slice_settings)
 
 
 @pytest.fixture(scope="session")

@@ -292,6 +292,129 @@ def weather_mirror(
     typer.echo(f"wrote {len(files)} files under {dest}")
 
 
+# --- features and training -------------------------------------------------------------------
+features_app = typer.Typer(no_args_is_help=True, help="The feature store: build the features table, EDA report.")
+app.add_typer(features_app, name="features")
+
+
+def _window_options(start: str | None, end: str | None) -> tuple[object, object]:
+    from bikeshare.weather.job import parse_utc
+
+    try:
+        return (parse_utc(start) if start else None, parse_utc(end) if end else None)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+@features_app.command("build")
+def features_build(
+    ctx: typer.Context,
+    start: Annotated[str | None, typer.Option(help="First day (UTC ISO); default: the lake's first status.")] = None,
+    end: Annotated[str | None, typer.Option(help="Last day (UTC ISO, inclusive); default: the last status.")] = None,
+) -> None:
+    """Compute features and labels into features/city=<city>/dt=YYYY-MM-DD/ (a rebuilt day replaces the old)."""
+    import time
+
+    from bikeshare.features.build import status_span, write_features
+    from bikeshare.lake.store import Lake
+
+    settings = settings_of(ctx)
+    lake = Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url)
+    start_ts, end_ts = _window_options(start, end)
+    started = time.perf_counter()
+    try:
+        first, last = status_span(lake=lake, city=settings.city)
+        written = write_features(
+            lake=lake, city=settings.city, start=start_ts or first, end=end_ts or last, settings=settings
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    elapsed = time.perf_counter() - started
+    span = f"{written[0]}..{written[-1]}" if written else "none"
+    typer.echo(f"features: {len(written)} day partitions written ({span}) in {elapsed:.1f} s")
+
+
+@features_app.command("report")
+def features_report(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option(help="Folder for report.md and its PNG plots.")] = Path("reports/features"),
+    start: Annotated[str | None, typer.Option(help="First slot (UTC ISO); default: all stored features.")] = None,
+    end: Annotated[str | None, typer.Option(help="Last slot (UTC ISO).")] = None,
+) -> None:
+    """EDA report of the features table: distributions, correlations, label rates, leakage check."""
+    from bikeshare.features.build import load_features
+    from bikeshare.features.report import write_report
+    from bikeshare.lake.store import Lake
+
+    settings = settings_of(ctx)
+    lake = Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url)
+    start_ts, end_ts = _window_options(start, end)
+    frame = load_features(lake=lake, city=settings.city, start=start_ts, end=end_ts)
+    if frame.empty:
+        raise typer.BadParameter("no feature rows in the lake for this window: run `bikeshare features build` first")
+    path = write_report(frame, out=out, lake=lake, settings=settings)
+    typer.echo(f"report written to {path}")
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Option(help="Target: bikes | docks.")],
+    algo: Annotated[str, typer.Option(help="lightgbm | xgboost")] = "lightgbm",
+    start: Annotated[str | None, typer.Option(help="First feature slot used (UTC ISO); default: all.")] = None,
+    end: Annotated[str | None, typer.Option(help="Last feature slot used (UTC ISO).")] = None,
+    test_start: Annotated[
+        str | None, typer.Option(help="First test slot (UTC ISO); default: the last test_fraction of the span.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Artifacts folder; default under state_dir/training.")] = None,
+    log: Annotated[bool, typer.Option(help="Log the run to MLflow and register the model.")] = True,
+) -> None:
+    """Train, calibrate and evaluate a model against persistence; log and register it in MLflow."""
+    from bikeshare.features.build import load_features
+    from bikeshare.lake.store import Lake
+    from bikeshare.training.models import ALGOS
+    from bikeshare.training.train import train_model
+
+    settings = settings_of(ctx)
+    if target not in ("bikes", "docks"):
+        raise typer.BadParameter(f"{target!r} is not one of bikes, docks", param_hint="--target")
+    if algo not in ALGOS:
+        raise typer.BadParameter(f"{algo!r} is not one of {', '.join(ALGOS)}", param_hint="--algo")
+    lake = Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url)
+    start_ts, end_ts = _window_options(start, end)
+    test_ts, _ = _window_options(test_start, None)
+    frame = load_features(lake=lake, city=settings.city, start=start_ts, end=end_ts)
+    if frame.empty:
+        raise typer.BadParameter("no feature rows in the lake for this window: run `bikeshare features build` first")
+    try:
+        result = train_model(frame, target=target, settings=settings, algo=algo, test_start=test_ts, artifacts_dir=out)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    for name, s in result.report.slices.items():
+        typer.echo(
+            f"{name:<10} model PR-AUC {s.model.pr_auc:.4f}  persistence {s.baseline.pr_auc:.4f}  "
+            f"lift {s.pr_auc_lift:+.4f}  F1 {s.model.f1:.3f} vs {s.baseline.f1:.3f}  rows {s.model.rows:,}"
+        )
+    gap = result.report.overfit_gap
+    typer.echo(
+        f"threshold {result.report.decision_threshold:.4f}; train-validation PR-AUC gap {gap:.4f} "
+        f"({'ok' if result.overfit_ok else 'OVERFIT'}; limit {settings.max_overfit_gap}); "
+        f"artifacts in {result.artifacts['model_card'].parent}"
+    )
+    if log:
+        from bikeshare.registry.client import RegistryUnavailable, open_client
+        from bikeshare.registry.tracking import log_training_run
+
+        try:
+            logged = log_training_run(
+                client=open_client(settings), result=result, settings=settings, input_example=frame.head(5)
+            )
+        except RegistryUnavailable as exc:
+            raise _registry_failure(exc) from exc
+        version = logged.version.version if logged.version else "-"
+        typer.echo(f"logged run {logged.run_id}; registered version {version}")
+
+
 # --- registry: promotion gate, rollback, model versions ------------------------------------------
 ALIAS_HELP = "Alias to move: staging | production."
 TARGET_HELP = "Target: bikes | docks."

@@ -134,6 +134,13 @@ class Settings(BaseSettings):
         description="ISO 3166 country whose public holidays are flagged; defaults to the country of the "
         "system's time zone (system_information).",
     )
+    features_chunk_days: int = Field(
+        7, ge=1, le=31, description="Days `features build` computes at once (memory grows with it)."
+    )
+    duckdb_memory_limit: str = Field(
+        "4GB", description="DuckDB memory limit of a feature build; larger intermediates spill to disk."
+    )
+    duckdb_threads: int = Field(2, ge=1, description="DuckDB threads of a feature build.")
 
     # --- training, gate ----------------------------------------------------------------------
     fbeta: float = Field(1.0, gt=0, description="Beta of the F-score the decision threshold maximises on validation.")

@@ -123,7 +123,9 @@ def compute_features(
     windows = [
         (slot_time(lo, g) - timedelta(minutes=settings.max_snapshot_age_min), slot_time(hi, g)) for lo, hi in ranges
     ]
-    con = scoped_connection(lake=lake, city=city, status_windows=windows, scan_lo=scan_lo, scan_hi=scan_hi)
+    con = scoped_connection(
+        lake=lake, city=city, status_windows=windows, scan_lo=scan_lo, scan_hi=scan_hi, settings=settings
+    )
     try:
         timezone = system_timezone(con, city)
         country = settings.holiday_country or country_of_timezone(timezone)
@@ -173,6 +175,7 @@ def scoped_connection(
     status_windows: list[tuple[pd.Timestamp, pd.Timestamp]],
     scan_lo: pd.Timestamp,
     scan_hi: pd.Timestamp,
+    settings: Settings | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection whose lake views cover only the partitions the windows need.
 
@@ -190,6 +193,11 @@ def scoped_connection(
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    if settings is not None:
+        spill = settings.state_dir / "duckdb_tmp"
+        con.execute(f"SET memory_limit = {quote(settings.duckdb_memory_limit)}")
+        con.execute(f"SET threads = {int(settings.duckdb_threads)}")
+        con.execute(f"SET temp_directory = {quote(str(spill))}")
     if lake.is_remote:
         con.register_filesystem(lake.fs)
     for spec in ALL_TABLES:
@@ -237,3 +245,76 @@ def iter_days(start: pd.Timestamp, end: pd.Timestamp) -> Iterable[str]:
     """UTC ``dt`` values of the days ``[start, end]`` touches."""
     for day in pd.date_range(_utc(start).floor("D"), _utc(end), freq="D"):
         yield partition_value(day, Grain.DAY)
+
+
+def write_features(
+    *,
+    lake: Lake,
+    city: str,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    settings: Settings,
+) -> list[str]:
+    """Build features with labels for ``[start, end]`` and write one partition per UTC day.
+
+    A day is computed in whole and replaces what the partition held (so re-running a day after
+    more data arrived fills the labels of its last slots). Days are built in chunks of
+    ``features_chunk_days`` to bound memory. Returns the ``dt`` values written.
+    """
+    first_day = _utc(start).floor("D")
+    last_day = _utc(end).floor("D")
+    if last_day < first_day:
+        raise ValueError(f"empty feature window: start {start} is after end {end}")
+    written: list[str] = []
+    chunk = timedelta(days=settings.features_chunk_days)
+    day = timedelta(days=1)
+    lo = first_day
+    while lo <= last_day:
+        hi = min(lo + chunk - day, last_day)
+        con = compute_features(
+            lake=lake, city=city, start=lo, end=hi + day - timedelta(minutes=settings.grid_minutes), settings=settings
+        )
+        try:
+            d = lo
+            while d <= hi:
+                dt = partition_value(d, Grain.DAY)
+                table = _fetch(
+                    con,
+                    f"SELECT * FROM _features WHERE slot >= TIMESTAMPTZ '{d.isoformat()}' "
+                    f"AND slot < TIMESTAMPTZ '{(d + day).isoformat()}' ORDER BY slot, station_id",
+                )
+                if table.num_rows:
+                    lake.write(FEATURES, table, city=city, dt=dt, name="features", overwrite=True)
+                    written.append(dt)
+                else:
+                    lake.delete_partition(FEATURES, city=city, dt=dt)
+                d += day
+        finally:
+            con.close()
+        lo = hi + day
+    return written
+
+
+def load_features(
+    *, lake: Lake, city: str, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """Feature rows stored by :func:`write_features`, optionally limited to ``[start, end]``."""
+    dts = lake.partitions(FEATURES, city=city)
+    if start is not None:
+        dts = [dt for dt in dts if dt >= partition_value(_utc(start), Grain.DAY)]
+    if end is not None:
+        dts = [dt for dt in dts if dt <= partition_value(_utc(end), Grain.DAY)]
+    frame = features_frame(lake.read(FEATURES, city=city, dts=dts))
+    if start is not None:
+        frame = frame[frame["slot"] >= _utc(start)]
+    if end is not None:
+        frame = frame[frame["slot"] <= _utc(end)]
+    return frame.reset_index(drop=True)
+
+
+def status_span(*, lake: Lake, city: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """First and last minute partition of station_status: the default window of a build."""
+    dts = lake.partition_dirs(STATION_STATUS, city=city)
+    if not dts:
+        raise ValueError(f"the lake holds no station_status for city {city!r}: ingest or backfill first")
+    return parse_partition_value(dts[0]), parse_partition_value(dts[-1]) + timedelta(minutes=1)
