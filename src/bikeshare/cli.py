@@ -807,7 +807,9 @@ def infer(
     at: Annotated[str | None, typer.Option("--at", help="With --once: score the slot of this time (ISO, UTC).")] = None,
 ) -> None:
     """Score all active stations every infer_interval_min through the endpoint into inference/ (Ctrl-C stops)."""
-    from bikeshare.inference.batch import check_aliases, run_inference_batch, run_inference_loop
+    import contextlib
+
+    from bikeshare.inference.batch import alias_clients, check_aliases, run_inference_batch, run_inference_loop
     from bikeshare.inference.endpoint_client import EndpointClient
     from bikeshare.inference.schedule import job_clock, run_until_signal
     from bikeshare.lake.store import Lake
@@ -818,6 +820,7 @@ def infer(
     try:
         aliases = check_aliases([settings.serve_alias, *(settings.infer_shadow_aliases if shadow is None else shadow)])
         client = EndpointClient.from_settings(settings)
+        routes = alias_clients(settings, aliases)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     try:
@@ -825,9 +828,13 @@ def infer(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     lake = Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url)
-    with client:
+    with client, contextlib.ExitStack() as stack:
+        for route in routes.values():
+            stack.enter_context(route)
         if once:
-            record = run_inference_batch(lake=lake, endpoint=client, settings=settings, now=clock(), aliases=aliases)
+            record = run_inference_batch(
+                lake=lake, endpoint=client, settings=settings, now=clock(), aliases=aliases, alias_endpoints=routes
+            )
             typer.echo(record.summary())
             if record.status == "failed":
                 raise typer.Exit(1)
@@ -844,6 +851,7 @@ def infer(
                 clock=clock,
                 stop=stop,
                 aliases=aliases,
+                alias_endpoints=routes,
                 on_record=lambda r: typer.echo(r.summary()),
             )
         )

@@ -223,6 +223,11 @@ class Settings(BaseSettings):
         description="Aliases also scored in shadow (rows shadow=true) when their versions differ from the "
         "served alias's, e.g. ['staging'].",
     )
+    infer_alias_endpoints: dict[str, str] = Field(
+        default_factory=dict,
+        description="Endpoint base URL per alias when each alias has its own endpoint (SageMaker does not "
+        "forward X-Bikeshare-Alias), e.g. {'staging': 'https://...'}; other aliases use endpoint_url.",
+    )
     actuals_interval_min: int = Field(5, ge=1, description="Minutes between two runs of `bikeshare actuals`.")
     actuals_settle_min: int = Field(
         2, ge=0, description="Minutes after target_time before a prediction is joined with the observed counts."

@@ -288,3 +288,27 @@ def test_shadow_scores_staging_only_when_it_differs_from_production(
     assert con.sql("SELECT DISTINCT alias FROM inference_latest").fetchall() == [("production",)]
     batches = con.sql("SELECT alias, shadow, status FROM inference_batches ORDER BY feature_time, shadow").fetchall()
     assert batches[-2:] == [("production", False, "ok"), ("staging", True, "ok")]
+
+
+def test_an_alias_with_its_own_endpoint_is_asked_there(env: Env, endpoint: EndpointServer) -> None:
+    from bikeshare.inference.batch import alias_clients
+
+    with FaultProxy(endpoint.url, failures=0) as staging:
+        settings = env.settings.model_copy(update={"infer_alias_endpoints": {"staging": staging.url}})
+        routes = alias_clients(settings, ("production", "staging"), sleep=lambda _s: None)
+        assert set(routes) == {"staging"}
+        with client_for(env) as client, routes["staging"]:
+            record = run_inference_batch(
+                lake=env.lake,
+                endpoint=client,
+                settings=settings,
+                now=NOW,
+                aliases=("production", "staging"),
+                alias_endpoints=routes,
+            )
+    assert staging.calls == 1
+    assert record.endpoint == f"{endpoint.url}/invocations"
+    assert record.shadows[0].endpoint == f"{staging.url}/invocations"
+    bad = env.settings.model_copy(update={"infer_alias_endpoints": {"canary": staging.url}})
+    with pytest.raises(ValueError, match="unknown alias"):
+        alias_clients(bad, ("production",))

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -198,8 +198,12 @@ def run_inference_batch(
     settings: Settings,
     now: pd.Timestamp,
     aliases: Sequence[str] = ("production",),
+    alias_endpoints: Mapping[str, EndpointClient] | None = None,
 ) -> BatchRecord:
     """Score the latest slot at or before ``now`` for ``aliases`` (the first served, the others shadow).
+
+    Every alias is asked of ``endpoint`` with the ``X-Bikeshare-Alias`` header, unless
+    ``alias_endpoints`` names its own endpoint (one endpoint per alias, as behind SageMaker).
 
     Writes ``inference/city=<c>/dt=<slot>/<alias>.parquet`` per alias scored and one file of
     records in ``inference_batches``; returns the served alias's record (shadows in ``.shadows``).
@@ -214,6 +218,10 @@ def run_inference_batch(
     started = time.perf_counter()
     slot = slot_time(slot_index(now, settings.grid_minutes), settings.grid_minutes)
     slot_dt = partition_value(slot, Grain.MINUTE)
+    routes = dict(alias_endpoints or {})
+
+    def client_of(alias: str) -> EndpointClient:
+        return routes.get(alias, endpoint)
 
     def record(alias: str, status: str, **values: Any) -> BatchRecord:
         elapsed = time.perf_counter() - started  # from the start of the run: features included
@@ -234,7 +242,7 @@ def run_inference_batch(
             finished_at=now + _micros(elapsed),
             duration_s=elapsed,
             status=status,
-            endpoint=endpoint.invocations_url,
+            endpoint=client_of(alias).invocations_url,
             alias=alias,
             shadow=alias != aliases[0],
             **base,
@@ -273,7 +281,7 @@ def run_inference_batch(
             batch_id = _batch_id(slot, alias)
             shadow = alias != aliases[0]
             try:
-                invocation = endpoint.invoke(body, rows=len(ids), alias=alias)
+                invocation = client_of(alias).invoke(body, rows=len(ids), alias=alias)
             except EndpointError as exc:
                 if shadow and exc.code == NO_MODEL:  # nothing holds the shadow alias: nothing to compare
                     records[alias] = record(alias, Status.SKIPPED, attempts=exc.attempts, error=str(exc))
@@ -388,6 +396,7 @@ def run_inference_loop(
     clock: Callable[[], pd.Timestamp],
     stop: threading.Event,
     aliases: Sequence[str] = ("production",),
+    alias_endpoints: Mapping[str, EndpointClient] | None = None,
     max_batches: int | None = None,
     on_record: Callable[[BatchRecord], None] | None = None,
     poll_s: float = 1.0,
@@ -396,7 +405,9 @@ def run_inference_loop(
     from bikeshare.inference.schedule import run_periodically
 
     def job(now: pd.Timestamp) -> None:
-        result = run_inference_batch(lake=lake, endpoint=endpoint, settings=settings, now=now, aliases=aliases)
+        result = run_inference_batch(
+            lake=lake, endpoint=endpoint, settings=settings, now=now, aliases=aliases, alias_endpoints=alias_endpoints
+        )
         if on_record is not None:
             on_record(result)
 
@@ -425,3 +436,15 @@ def _micros(seconds: float) -> pd.Timedelta:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:500]
+
+
+def alias_clients(settings: Settings, aliases: Sequence[str], **kwargs: Any) -> dict[str, EndpointClient]:
+    """Clients of the aliases that have their own endpoint (``infer_alias_endpoints``)."""
+    unknown = sorted(set(settings.infer_alias_endpoints) - set(ALIASES))
+    if unknown:
+        raise ValueError(f"infer_alias_endpoints names unknown alias(es) {unknown}: expected {' or '.join(ALIASES)}")
+    return {
+        alias: EndpointClient.from_settings(settings.model_copy(update={"endpoint_url": url}), **kwargs)
+        for alias, url in settings.infer_alias_endpoints.items()
+        if alias in aliases
+    }
