@@ -8,8 +8,9 @@ on loopback, one worker each:
 - baseline: ``mlflow models serve -m models:/bikeshare-sf-bikes/1 --env-manager local`` (bikes only).
 
 For each request kind (one station; the whole city = every station of the slice's latest slot)
-and concurrency (1 and 8 kept-alive connections) it measures P50/P95/P99 latency and throughput
-for ``--seconds`` after a warm-up, ``--runs`` times with the servers interleaved, and prints the
+and concurrency (1 and 8 kept-alive connections) it measures P50/P95/P99 latency, throughput and
+the server's CPU time per request (all its processes, from /proc: it does not depend on how busy
+the machine is) for ``--seconds`` after a warm-up, ``--runs`` times with the servers interleaved, and prints the
 medians over runs, the ratios and the targets. The load generator is a raw-socket HTTP/1.1 client
 (threads, one connection each) so the client costs little of the 2 cores.
 
@@ -158,8 +159,9 @@ def free_port() -> int:
 
 @contextmanager
 def server(name: str, argv: list[str], env: dict[str, str], port: int, log: Path, *, workers: int = 1) -> Iterator[int]:
-    """Start a server process, wait for GET /ping (and for every worker to answer /healthz), stop it
-    (SIGTERM, then SIGKILL) afterwards: a worker still importing would steal CPU from the first."""
+    """Start a server in its own process group, wait for GET /ping (and for every worker to answer
+    /healthz: a worker still importing would steal CPU from the first), yield the group id, stop it
+    (SIGTERM, then SIGKILL) afterwards."""
     with log.open("w") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -189,7 +191,7 @@ def server(name: str, argv: list[str], env: dict[str, str], port: int, log: Path
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name}: only {len(pids)} of {workers} workers answered within 180 s")
             time.sleep(0.05)
-        yield port
+        yield proc.pid
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -254,15 +256,31 @@ class Cell:
     p99_ms: float
     rps: float
     errors: int
+    cpu_ms: float  # server CPU (all its processes) per request
 
 
-def measure(port: int, body: bytes, *, concurrency: int, seconds: float, warmup: float = 0.5) -> Cell:
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds of every live process in a process group (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after "pid (comm)": state, ppid, pgrp, ...
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def measure(port: int, body: bytes, *, pgid: int, concurrency: int, seconds: float, warmup: float = 0.5) -> Cell:
     request = request_bytes(port, body)
     connections = [Connection(port, request) for _ in range(concurrency)]
     start_at = time.perf_counter() + warmup
     stop_at = start_at + seconds
     samples: list[list[float]] = [[] for _ in connections]
     errors = [0] * concurrency
+    sent = [0] * concurrency
 
     def work(i: int) -> None:
         conn, out = connections[i], samples[i]
@@ -272,23 +290,26 @@ def measure(port: int, body: bytes, *, concurrency: int, seconds: float, warmup:
                 return
             status, _ = conn.roundtrip()
             t1 = time.perf_counter()
+            sent[i] += 1
             if status != 200:
                 errors[i] += 1
             elif t0 >= start_at:
                 out.append(t1 - t0)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(concurrency)]
+    cpu_before = group_cpu_seconds(pgid)
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    cpu_ms = (group_cpu_seconds(pgid) - cpu_before) * 1000.0 / max(1, sum(sent))
     for conn in connections:
         conn.close()
     latencies = np.array([x for s in samples for x in s]) * 1000.0
     if not len(latencies):
         raise RuntimeError(f"no successful request on port {port} ({sum(errors)} errors)")
     p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
-    return Cell(float(p50), float(p95), float(p99), len(latencies) / seconds, sum(errors))
+    return Cell(float(p50), float(p95), float(p99), len(latencies) / seconds, sum(errors), cpu_ms)
 
 
 def median_cell(cells: list[Cell]) -> Cell:
@@ -298,6 +319,7 @@ def median_cell(cells: list[Cell]) -> Cell:
         statistics.median(c.p99_ms for c in cells),
         statistics.median(c.rps for c in cells),
         sum(c.errors for c in cells),
+        statistics.median(c.cpu_ms for c in cells),
     )
 
 
@@ -371,9 +393,10 @@ def main() -> int:
                   "--env-manager", "local", "-h", "127.0.0.1", "-p", str(ports["mlflow"]), "-w", "1"]  # fmt: skip
     cells: dict[tuple[str, str, int], list[Cell]] = {}
     with (
-        server("bikeshare serve", ours_cmd, env, ports["ours"], work / "ours.log"),
-        server("mlflow models serve", mlflow_cmd, env, ports["mlflow"], work / "mlflow.log"),
+        server("bikeshare serve", ours_cmd, env, ports["ours"], work / "ours.log") as ours_pid,
+        server("mlflow models serve", mlflow_cmd, env, ports["mlflow"], work / "mlflow.log") as mlflow_pid,
     ):
+        pgids = {"ours": ours_pid, "mlflow": mlflow_pid}
         city_kind = next(k for k in kinds if k.startswith("whole city"))
         print(
             f"max |p_bikes(ours) - probability(mlflow)| on the city: {check_same_scores(ports, kinds[city_kind]):.2e}"
@@ -382,13 +405,14 @@ def main() -> int:
             for kind, requests in kinds.items():
                 for concurrency in (1, 8):
                     for name in ("ours", "mlflow"):
-                        cell = measure(ports[name], requests[name], concurrency=concurrency, seconds=args.seconds)
+                        cell = measure(ports[name], requests[name], pgid=pgids[name], concurrency=concurrency,
+                                       seconds=args.seconds)  # fmt: skip
                         cells.setdefault((name, kind, concurrency), []).append(cell)
             print(f"run {run + 1}/{args.runs} done (load average {os.getloadavg()[0]:.1f})")
 
     print(f"\nMedians of {args.runs} runs x {args.seconds:g} s per cell; 1 worker each; LightGBM {args.trees} trees")
     print("(ours scores bikes AND docks per request, mlflow the bikes model only)\n")
-    header = f"| {'request':<24} | conc | {'server':<7} | P50 ms | P95 ms | P99 ms |  req/s | errors |"
+    header = f"| {'request':<24} | conc | {'server':<7} | P50 ms | P95 ms | P99 ms |  req/s | CPU ms/req | errors |"
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     summary = {}
@@ -398,7 +422,7 @@ def main() -> int:
             summary[(kind, concurrency)] = row
             for name, c in row.items():
                 print(f"| {kind:<24} | {concurrency:>4} | {name:<7} | {c.p50_ms:6.2f} | {c.p95_ms:6.2f} | "
-                      f"{c.p99_ms:6.2f} | {c.rps:6.0f} | {c.errors:>6} |")  # fmt: skip
+                      f"{c.p99_ms:6.2f} | {c.rps:6.0f} | {c.cpu_ms:10.2f} | {c.errors:>6} |")  # fmt: skip
     print("\nRatios mlflow / ours (P95 latency) and ours / mlflow (throughput):")
     for (kind, concurrency), row in summary.items():
         print(f"  {kind:<24} c={concurrency}: P95 x{row['mlflow'].p95_ms / row['ours'].p95_ms:5.1f}, "
@@ -451,8 +475,8 @@ def workers_table(work: Path, env: dict[str, str], body: bytes, *, seconds: floa
     for label, template in variants.items():
         port = free_port()
         argv = [a.replace("{port}", str(port)) for a in template]
-        with server(label, argv, env, port, work / f"workers-{port}.log", workers=2):
-            cell = median_cell([measure(port, body, concurrency=1, seconds=seconds) for _ in range(runs)])
+        with server(label, argv, env, port, work / f"workers-{port}.log", workers=2) as pgid:
+            cell = median_cell([measure(port, body, pgid=pgid, concurrency=1, seconds=seconds) for _ in range(runs)])
         print(f"| {label:<44} | {cell.p50_ms:6.2f} | {cell.p95_ms:6.2f} | {cell.rps:6.0f} |")
 
 
