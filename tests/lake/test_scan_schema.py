@@ -32,3 +32,19 @@ def test_an_older_file_without_a_new_column_still_reads_every_column(lake: Lake)
     con = lake.connect()
     rows = con.execute("SELECT batch_id, outcome FROM ingest_log ORDER BY batch_id").fetchall()
     assert rows == [("new", "committed"), ("old", None)]
+
+
+def test_edge_files_are_found_per_city_and_a_city_scan_reads_only_that_city(lake: Lake) -> None:
+    lake.write(INGEST_LOG, _log_rows("sf-1"), city="sf", dt="2023-03-01", name="b")
+    lake.write(INGEST_LOG, _log_rows("sf-2"), city="sf", dt="2023-03-02", name="b")
+    lake.fs.makedirs(lake.partition_dir(INGEST_LOG, city="sf", dt="2023-03-03"), exist_ok=True)  # no file yet
+    old_dir = lake.partition_dir(INGEST_LOG, city="nyc", dt="2023-03-01")
+    lake.fs.makedirs(old_dir, exist_ok=True)
+    pq.write_table(pa.table({"batch_id": ["nyc-old"], "feed": ["station_status"]}), f"{old_dir}/old.parquet")
+    lake.write(INGEST_LOG, _log_rows("nyc-new"), city="nyc", dt="2023-03-02", name="b")
+    assert "union_by_name = false" in lake.scan_sql(INGEST_LOG, city="sf")
+    assert "union_by_name = true" in lake.scan_sql(INGEST_LOG)  # nyc's oldest file lacks columns
+    con = lake.connect()
+    con.execute(f"CREATE VIEW sf_only AS {lake.scan_sql(INGEST_LOG, city='sf')}")
+    assert con.execute("SELECT batch_id FROM sf_only ORDER BY batch_id").fetchall() == [("sf-1",), ("sf-2",)]
+    assert con.execute("SELECT count(*) FROM ingest_log").fetchall() == [(4,)]

@@ -185,34 +185,57 @@ class Lake:
             con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
 
     def scan_sql(self, spec: TableSpec, *, city: str | None = None, dts: Iterable[str] | None = None) -> str:
-        """SQL that scans a table (all of it, or some partitions of one city)."""
+        """SQL that scans a table (all of it, one city's partitions, or some partitions of one city)."""
         if city is not None and dts is not None:
-            paths = self.files(spec, city=city, dts=dts)
-        elif city is not None:
-            paths = self.fs.glob(f"{self.table_root(spec)}/city={city}/dt=*/*.parquet")
+            paths = sorted(self.files(spec, city=city, dts=dts))
+            if not paths:
+                return empty_select_sql(spec)
+            source = "[" + ", ".join(_sql_str(self._duck_path(p)) for p in paths) + "]"
+            edges = [paths[0], paths[-1]]
         else:
-            paths = self.fs.glob(self.glob(spec))
-        if not paths:
-            return empty_select_sql(spec)
-        if city is None and dts is None:
-            source = _sql_str(self.glob(spec))
-        else:
-            source = "[" + ", ".join(_sql_str(self._duck_path(p)) for p in sorted(paths)) + "]"
-        union = "false" if self._uniform(sorted(paths)) else "true"
+            edges = self._edge_files(spec, city=city)
+            if not edges:
+                return empty_select_sql(spec)
+            pattern = self.glob(spec) if city is None else f"{self.table_root(spec)}/city={city}/dt=*/*.parquet"
+            source = _sql_str(pattern)
+        union = "false" if self._uniform(edges) else "true"
         return (
             f"SELECT * FROM read_parquet({source}, hive_partitioning = true, union_by_name = {union}, "
             "hive_types = {'city': VARCHAR, 'dt': VARCHAR})"
         )
 
+    def _edge_files(self, spec: TableSpec, *, city: str | None) -> list[str]:
+        """The first and the last file (in ``dt`` order) of each city's partitions; empty: no file.
+
+        Folder listings only, never a glob of every file: a table can hold tens of thousands.
+        """
+        if city is not None:
+            cities = [city]
+        elif self.fs.exists(self.table_root(spec)):
+            names = (p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.table_root(spec), detail=False))
+            cities = sorted(n.removeprefix("city=") for n in names if n.startswith("city="))
+        else:
+            cities = []
+        edges: list[str] = []
+        for name in cities:
+            dts = self.partition_dirs(spec, city=name)
+            for order, pick in ((dts, 0), (dts[::-1], -1)):
+                for dt in order:
+                    found = self.files(spec, city=name, dts=[dt])
+                    if found:
+                        edges.append(found[pick])
+                        break
+        return edges
+
     def _uniform(self, paths: list[str]) -> bool:
-        """True when the oldest and the newest file have the same columns (what ``write`` produces).
+        """True when the edge files (first and last of a table) have the same columns, as ``write`` makes them.
 
         ``union_by_name`` makes DuckDB read every file footer each time a view is bound (seconds
         over thousands of minute partitions), so it is only asked for when a table's schema moved
         between its first and its last file, e.g. after a spec gained a column.
         """
         names = []
-        for path in {paths[0], paths[-1]}:
+        for path in dict.fromkeys(paths):
             with self.fs.open(path, "rb") as handle:
                 names.append(pq.read_schema(handle).names)
         return all(n == names[0] for n in names)
