@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from bikeshare.lake.store import Lake
 from bikeshare.lake.tables import INGEST_LOG
@@ -48,3 +49,16 @@ def test_edge_files_are_found_per_city_and_a_city_scan_reads_only_that_city(lake
     con.execute(f"CREATE VIEW sf_only AS {lake.scan_sql(INGEST_LOG, city='sf')}")
     assert con.execute("SELECT batch_id FROM sf_only ORDER BY batch_id").fetchall() == [("sf-1",), ("sf-2",)]
     assert con.execute("SELECT count(*) FROM ingest_log").fetchall() == [(4,)]
+
+
+def test_connect_can_create_only_the_views_asked_for_and_what_they_read(lake: Lake) -> None:
+    lake.write(INGEST_LOG, _log_rows("b1"), city="sf", dt="2023-03-01", name="b")
+    con = lake.connect(views=["quality_rolling_24h", "ingest_log"])
+    names = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+    assert names == {"quality", "quality_hourly_bins", "quality_rolling_24h", "ingest_log"}
+    assert con.execute("SELECT count(*) FROM ingest_log").fetchall() == [(1,)]
+    assert con.execute("SELECT count(*) FROM quality_rolling_24h").fetchall() == [(0,)]
+    lake.refresh_views(con, views=["station_information_current"])
+    assert con.execute("SELECT count(*) FROM station_information_current").fetchall() == [(0,)]
+    with pytest.raises(ValueError, match="no lake view named 'nope'"):
+        lake.connect(views=["nope"])

@@ -8,6 +8,7 @@ never leaves half a partition. DuckDB reads the same files through views (:meth:
 from __future__ import annotations
 
 import io
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -166,23 +167,30 @@ class Lake:
         return pa.concat_tables(tables)
 
     # ---- DuckDB ------------------------------------------------------------------------------
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB connection with one view per lake table (our Athena)."""
+    def connect(self, *, views: Iterable[str] | None = None) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with one view per lake table (our Athena).
+
+        ``views`` limits it to those views and the views they read (binding a view over thousands of
+        files takes a moment; a reader that needs a few can skip the others).
+        """
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
         if self.is_remote:
             con.register_filesystem(self.fs)
-        self.refresh_views(con)
+        self.refresh_views(con, views=views)
         return con
 
-    def refresh_views(self, con: duckdb.DuckDBPyConnection) -> None:
-        """(Re)create every view; a table that has no file yet is an empty view of its schema."""
+    def refresh_views(self, con: duckdb.DuckDBPyConnection, *, views: Iterable[str] | None = None) -> None:
+        """(Re)create every view (or ``views`` and what they read); a table without files is an empty view."""
         from bikeshare.lake.views import DERIVED_VIEWS
 
+        wanted = None if views is None else view_closure(views)
         for spec in ALL_TABLES:
-            con.execute(f"CREATE OR REPLACE VIEW {spec.name} AS {self.scan_sql(spec)}")
+            if wanted is None or spec.name in wanted:
+                con.execute(f"CREATE OR REPLACE VIEW {spec.name} AS {self.scan_sql(spec)}")
         for name, sql in DERIVED_VIEWS.items():
-            con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
+            if wanted is None or name in wanted:
+                con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
 
     def scan_sql(self, spec: TableSpec, *, city: str | None = None, dts: Iterable[str] | None = None) -> str:
         """SQL that scans a table (all of it, one city's partitions, or some partitions of one city)."""
@@ -244,6 +252,24 @@ class Lake:
         if self.is_remote and not path.startswith("s3://"):
             return f"s3://{path}"
         return path
+
+
+def view_closure(views: Iterable[str]) -> set[str]:
+    """``views`` plus every view they read, transitively (names of tables and derived views)."""
+    from bikeshare.lake.views import DERIVED_VIEWS
+
+    known = {spec.name for spec in ALL_TABLES} | set(DERIVED_VIEWS)
+    todo, out = list(views), set()
+    while todo:
+        name = todo.pop()
+        if name not in known:
+            raise ValueError(f"no lake view named {name!r}")
+        if name in out:
+            continue
+        out.add(name)
+        sql = DERIVED_VIEWS.get(name, "")
+        todo.extend(other for other in known if other != name and re.search(rf"\b{other}\b", sql))
+    return out
 
 
 def conform(data: pd.DataFrame | pa.Table, schema: pa.Schema) -> pa.Table:
