@@ -490,7 +490,7 @@ def ops_records(root: Path, end: pd.Timestamp) -> None:
                 "job": job,
                 "scheduled_at": at,
                 "started_at": at + pd.Timedelta(seconds=1),
-                "finished_at": at + pd.Timedelta(seconds=1 + duration),
+                "finished_at": at + pd.Timedelta(seconds=1 + duration).round("us"),
                 "duration_s": duration,
                 "lag_s": 1.0,
                 "status": "failed" if failed else "ok",

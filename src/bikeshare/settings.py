@@ -321,10 +321,10 @@ class Settings(BaseSettings):
         0.5, ge=0, le=1, description="Fill (bikes / (bikes + docks)) the suggested dispatch quantity aims at."
     )
     dashboard_history_days: int = Field(
-        7, ge=1, le=90, description="Days of history the dashboard's charts over time show."
+        3, ge=1, le=90, description="Days of history the charts over time show by default (a page selector widens it)."
     )
-    dashboard_freshness_hours: int = Field(
-        24, ge=1, le=168, description="Hours of the ingest log the Data freshness page charts."
+    dashboard_recent_hours: int = Field(
+        24, ge=1, le=168, description="Hours of the ingest log and of job runs the dashboard lists."
     )
 
     @model_validator(mode="after")

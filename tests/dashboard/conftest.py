@@ -296,7 +296,7 @@ def write_ops_records(lake: Lake) -> None:
     lake.write(ENDPOINT_METRICS, metrics, city=CITY, dt=partition_value(ACTUALS_AT, Grain.DAY), name="metrics")
 
 
-def build_world(root: Path) -> World:
+def build_world(root: Path, *, mlflow_template: Path | None = None) -> World:
     """Run the real stages once (see the module docstring)."""
     from typer.testing import CliRunner
 
@@ -331,6 +331,9 @@ def build_world(root: Path) -> World:
         rebalance_time_limit_s=1.0,
     )
     lake = Lake.open(settings.lake_uri)
+    if mlflow_template is not None:  # an initialised store: skips MLflow's migrations
+        state_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(mlflow_template, state_dir / "mlflow.db")
     backfill(recording=cut, lake=lake, settings=settings, workers=2)
 
     frame = build_features(lake=lake, city=CITY, start=TRAIN_START, end=TRAIN_END, settings=settings)
@@ -428,8 +431,8 @@ def build_world(root: Path) -> World:
 
 
 @pytest.fixture(scope="session")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return build_world(tmp_path_factory.mktemp("dashboard-world"))
+def world(tmp_path_factory: pytest.TempPathFactory, mlflow_db_template: Path) -> World:
+    return build_world(tmp_path_factory.mktemp("dashboard-world"), mlflow_template=mlflow_db_template)
 
 
 @pytest.fixture

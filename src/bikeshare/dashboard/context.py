@@ -116,3 +116,27 @@ def sidebar(ctx: PageContext) -> None:
         if st.button("Refresh data", help="Forget cached query results and re-read the lake."):
             q.clear_caches()
             st.rerun()
+
+
+def page_done(ctx: PageContext) -> None:
+    """End of every page: start the background registry read (if stale) once the page is drawn, so
+    that it does not compete with the page's own work and Model health finds it done."""
+    registry_loader(ctx).poll()
+
+
+HISTORY_CHOICES = (1, 3, 7, 14, 28)
+
+
+def history_days(ctx: PageContext) -> int:
+    """The "history" selector of the pages with charts over time (default dashboard_history_days)."""
+    default = ctx.settings.dashboard_history_days
+    choices = sorted({*HISTORY_CHOICES, default})
+    return int(
+        st.sidebar.selectbox(
+            "History (days)",
+            choices,
+            index=choices.index(default),
+            key="history_days",
+            help="Days the charts over time cover; more days read more of the lake.",
+        )
+    )

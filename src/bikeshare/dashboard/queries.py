@@ -9,6 +9,7 @@ the window they need; the newest partitions come from one listing (:func:`latest
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from datetime import timedelta
@@ -18,10 +19,11 @@ import duckdb
 import pandas as pd
 import streamlit as st
 
-from bikeshare.lake.store import Lake, partition_value
+from bikeshare.lake.store import Lake, empty_select_sql, partition_value, view_closure
 from bikeshare.lake.tables import ALL_TABLES, Grain, TableSpec
 from bikeshare.lake.views import DERIVED_VIEWS
 
+VIEW_NAMES: tuple[str, ...] = (*(spec.name for spec in ALL_TABLES), *DERIVED_VIEWS)
 _KEEP = 3600  # seconds an unused cached result may stay in memory (the epoch decides freshness)
 _ENTRIES = 256
 
@@ -67,19 +69,33 @@ def spec_of(table: str) -> TableSpec:
 
 
 class LakeReader:
-    """One DuckDB connection holding the lake's views, shared by every session of the process.
+    """One DuckDB connection with the lake's views, shared by every session of the process.
 
-    Each query runs on its own cursor (DuckDB connections are not shared between threads). Views of
-    tables that had no file yet are rebuilt once per cache period, so data written after the start
-    shows up without a restart.
+    Views are created when a query first names them (``Lake.refresh_views`` with the views the SQL
+    mentions and what they read): binding a view over thousands of files takes a moment, and a page
+    needs a few. Each query runs on its own cursor (DuckDB connections are not shared between
+    threads). Views of tables that had no file yet are rebuilt once per cache period, so data
+    written after the start shows up without a restart.
     """
 
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
         self._lock = threading.Lock()
-        self._con = lake.connect()
-        self._empty = self._empty_views()
+        self._con = lake.connect(views=())
+        self._created: set[str] = set()
+        self._empty: set[str] = set()
         self._checked_epoch: int | None = None
+
+    def _ensure(self, sql: str) -> None:
+        mentioned = {name for name in VIEW_NAMES if re.search(rf"\b{name}\b", sql)}
+        if mentioned <= self._created:
+            return
+        with self._lock:
+            missing = view_closure(mentioned) - self._created
+            if missing:
+                self.lake.refresh_views(self._con, views=missing)
+                self._created |= view_closure(missing)
+                self._empty = self._empty_views()
 
     def _empty_views(self) -> set[str]:
         rows = self._con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()
@@ -89,21 +105,30 @@ class LakeReader:
     def refresh(self, epoch: int) -> None:
         """Rebuild the views of tables that were empty (at most once per cache period)."""
         with self._lock:
-            if self._checked_epoch == epoch or not self._empty:
-                self._checked_epoch = epoch
-                return
-            for name in sorted(self._empty):
-                self._con.execute(f"CREATE OR REPLACE VIEW {name} AS {self.lake.scan_sql(spec_of(name))}")
-            for name, sql in DERIVED_VIEWS.items():
-                self._con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
-            self._empty = self._empty_views()
+            if self._checked_epoch != epoch and self._empty:
+                self.lake.refresh_views(self._con, views=self._empty)
+                self._empty = self._empty_views()
             self._checked_epoch = epoch
 
     def frame(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         """Run one query on a fresh cursor and return its rows."""
+        self._ensure(sql)
         cursor = self._con.cursor()
         try:
             return cursor.execute(sql, params or []).df()
+        finally:
+            cursor.close()
+
+    def frames(self, setup: list[tuple[str, list[Any]]], queries: list[str]) -> list[pd.DataFrame]:
+        """Run ``setup`` statements (e.g. a TEMP TABLE of the rows several panels need, read once),
+        then each query, on one cursor; the temporary tables go with it."""
+        for sql in [*(statement for statement, _ in setup), *queries]:
+            self._ensure(sql)
+        cursor = self._con.cursor()
+        try:
+            for sql, params in setup:
+                cursor.execute(sql, params)
+            return [cursor.execute(sql).df() for sql in queries]
         finally:
             cursor.close()
 
@@ -145,11 +170,41 @@ def _minute(ts: pd.Timestamp) -> str:
 
 
 @_cached
+def partition_list(src: Source, epoch: int, table: str) -> list[str]:
+    """Every ``dt`` folder of a table for the city, oldest first (one folder listing, no file glob)."""
+    return reader(src, epoch).lake.partition_dirs(spec_of(table), city=src.city)
+
+
+@_cached
 def latest_partitions(src: Source, epoch: int, table: str, n: int = 1) -> list[str]:
-    """The ``n`` newest ``dt`` values of a table for the city, newest first (empty: no data)."""
+    """The ``n`` newest ``dt`` values of a table for the city that hold a file, newest first (empty: no data).
+
+    The newest folders are checked for a Parquet file (a folder exists a moment before its first file).
+    """
     spec = spec_of(table)
-    values = reader(src, epoch).lake.partitions(spec, city=src.city)
-    return list(reversed(values[-n:]))
+    lake = reader(src, epoch).lake
+    out: list[str] = []
+    for dt in reversed(partition_list(src, epoch, table)):
+        if lake.files(spec, city=src.city, dts=[dt]):
+            out.append(dt)
+            if len(out) == n:
+                break
+    return out
+
+
+def _window_scan(src: Source, epoch: int, table: str, start: pd.Timestamp, end: pd.Timestamp) -> str:
+    """A scan of the minute partitions of ``[start, end]`` only: an explicit file list, no table glob."""
+    lo, hi = _minute(start), _minute(end)
+    dts = [dt for dt in partition_list(src, epoch, table) if lo <= dt <= hi]
+    if not dts:
+        return empty_select_sql(spec_of(table))
+    return reader(src, epoch).lake.scan_sql(spec_of(table), city=src.city, dts=dts)
+
+
+def _folder(src: Source, epoch: int, table: str, dt: str) -> str:
+    """``read_parquet`` of one partition folder's files with their file names (for file-name filters)."""
+    path = reader(src, epoch).lake.partition_dir(spec_of(table), city=src.city, dt=dt)
+    return f"read_parquet('{path}/*.parquet', filename = true)"
 
 
 @_cached
@@ -163,21 +218,41 @@ def system_info(src: Source, epoch: int) -> pd.DataFrame:
 
 @_cached
 def latest_batch(src: Source, epoch: int) -> pd.DataFrame:
-    """The newest served inference batch that succeeded (one row, or none)."""
-    days = latest_partitions(src, epoch, "inference_batches", 2)
-    if not days:
-        return pd.DataFrame()
-    sql = """
-        SELECT batch_id, feature_time, started_at, finished_at, duration_s, rows, stations_scored,
-               stations_masked, stations_missing, alias, model_versions, dt
-        FROM inference_batches
-        WHERE city = ? AND dt >= ? AND status = 'ok' AND NOT shadow
-        ORDER BY feature_time DESC LIMIT 1
+    """The newest served batch (one row, or none): its slot and counts, with its batch record's
+    masked and missing station counts when the record is there.
+
+    The newest minute partitions of ``inference`` are read one folder at a time (a partition holds
+    a file per scored alias, only when scoring succeeded); the record is found in its day of
+    ``inference_batches`` by file name, which DuckDB filters before opening any file.
     """
-    found = reader(src, epoch).frame(sql, [src.city, days[-1]])
-    if found.empty:  # nothing succeeded in the newest two days: look further back
-        found = reader(src, epoch).frame(sql.replace("AND dt >= ?", "AND dt < ?"), [src.city, days[-1]])
-    return found
+    lake = reader(src, epoch)
+    for dt in latest_partitions(src, epoch, "inference", 24):
+        found = lake.frame(
+            f"""
+            SELECT batch_id, any_value(feature_time) AS feature_time, any_value(alias) AS alias,
+                   count(*) AS rows, count(DISTINCT station_id) AS stations_scored, ? AS dt
+            FROM {_folder(src, epoch, "inference", dt)} WHERE NOT shadow GROUP BY batch_id
+            """,
+            [dt],
+        )
+        if found.empty:  # only shadow rows in this slot: the served alias failed
+            continue
+        batch = found.iloc[:1].copy()
+        record = (
+            lake.frame(
+                f"""
+            SELECT stations_masked, stations_missing, duration_s
+            FROM {_folder(src, epoch, "inference_batches", dt[:10])} WHERE filename LIKE ?
+            """,
+                [f"%-{batch['batch_id'].iloc[0]}.parquet"],
+            )
+            if dt[:10] in partition_list(src, epoch, "inference_batches")
+            else pd.DataFrame()
+        )
+        for column in ("stations_masked", "stations_missing", "duration_s"):
+            batch[column] = record[column].iloc[0] if not record.empty else None
+        return batch.reset_index(drop=True)
+    return pd.DataFrame()
 
 
 @_cached
@@ -187,11 +262,14 @@ def latest_risk(src: Source, epoch: int, feature_time: pd.Timestamp | None) -> p
     Stations in station_information that the batch did not score (masked, no snapshot) are kept
     with null probabilities; ``risk`` is max(P(no bikes), P(no docks)).
     """
-    dt = _minute(feature_time) if feature_time is not None else ""
+    if feature_time is None:
+        source = f"({empty_select_sql(spec_of('inference'))})"
+    else:
+        source = _folder(src, epoch, "inference", _minute(feature_time))
     return reader(src, epoch).frame(
         """
         WITH p AS (
-            SELECT * FROM inference WHERE city = ? AND dt = ? AND NOT shadow
+            SELECT * FROM {source} WHERE NOT shadow
         ), w AS (
             SELECT station_id,
                    max(probability) FILTER (WHERE target = 'bikes') AS p_bikes,
@@ -219,8 +297,8 @@ def latest_risk(src: Source, epoch: int, feature_time: pd.Timestamp | None) -> p
                     ELSE greatest(coalesce(w.p_bikes, 0), coalesce(w.p_docks, 0)) END AS risk
         FROM info FULL OUTER JOIN w USING (station_id)
         ORDER BY risk DESC NULLS LAST, station_id
-        """,
-        [src.city, dt, src.city],
+        """.replace("{source}", source),
+        [src.city],
     )
 
 
@@ -228,13 +306,13 @@ def latest_risk(src: Source, epoch: int, feature_time: pd.Timestamp | None) -> p
 def station_history(src: Source, epoch: int, station_id: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
     """Observed counts of one station with ``start <= last_updated <= end`` (pruned to those minutes)."""
     return reader(src, epoch).frame(
-        """
+        f"""
         SELECT last_updated, bikes, docks, ebikes, bikes_disabled, docks_disabled, masked, mask_reasons
-        FROM station_status
-        WHERE city = ? AND dt BETWEEN ? AND ? AND station_id = ? AND last_updated BETWEEN ? AND ?
+        FROM ({_window_scan(src, epoch, "station_status", start, end)})
+        WHERE station_id = ? AND last_updated BETWEEN ? AND ?
         ORDER BY last_updated
         """,
-        [src.city, _minute(start), _minute(end), station_id, start.to_pydatetime(), end.to_pydatetime()],
+        [station_id, start.to_pydatetime(), end.to_pydatetime()],
     )
 
 
@@ -244,13 +322,13 @@ def station_predictions(
 ) -> pd.DataFrame:
     """Served predictions for one station made (feature slot) within ``[start, end]``."""
     return reader(src, epoch).frame(
-        """
+        f"""
         SELECT feature_time, target_time, target, probability, threshold, decision, model_name, model_version
-        FROM inference
-        WHERE city = ? AND dt BETWEEN ? AND ? AND station_id = ? AND NOT shadow
+        FROM ({_window_scan(src, epoch, "inference", start, end)})
+        WHERE station_id = ? AND NOT shadow
         ORDER BY target, feature_time
         """,
-        [src.city, _minute(start), _minute(end), station_id],
+        [station_id],
     )
 
 
@@ -275,92 +353,82 @@ def _since_day(latest_day: str, days: int) -> str:
     return _day(pd.Timestamp(latest_day, tz="UTC") - timedelta(days=days))
 
 
-@_cached
-def quality_span(src: Source, epoch: int) -> pd.DataFrame:
-    """The newest quality partition (day of target_time), or no row when actuals never ran."""
-    days = latest_partitions(src, epoch, "quality", 1)
-    return pd.DataFrame({"dt": days})
+# The joined served predictions of the recent days, read once per cache period for three panels.
+_RECENT_QUALITY = """
+    CREATE TEMP TABLE recent_quality AS
+    SELECT city, target, alias, model_name, model_version, shadow, target_time, probability, decision,
+           actual_label, current_count, status
+    FROM quality WHERE city = ? AND dt >= ? AND status = 'joined' AND NOT shadow
+"""
 
+_LIFT = """
+    WITH q AS (
+        SELECT target, CAST(date_trunc('day', timezone('{tz}', target_time)) AS DATE) AS day,
+               round(probability, 3) AS model_score, -CAST(current_count AS DOUBLE) AS persistence_score,
+               actual_label AS y
+        FROM recent_quality
+        WHERE current_count IS NOT NULL
+          AND target_time > (SELECT max(target_time) FROM recent_quality) - to_days({days})
+    ), scored AS (
+        SELECT target, day, 'model' AS scorer, model_score AS score, y FROM q
+        UNION ALL
+        SELECT target, day, 'persistence' AS scorer, persistence_score AS score, y FROM q
+    ), bins AS (
+        SELECT target, day, scorer, score, count(*) FILTER (WHERE y) AS pos, count(*) AS n
+        FROM scored GROUP BY ALL
+    ), cum AS (
+        SELECT *, sum(pos) OVER w AS tp_at, sum(n) OVER w AS n_at FROM bins
+        WINDOW w AS (PARTITION BY target, day, scorer ORDER BY score DESC ROWS UNBOUNDED PRECEDING)
+    )
+    SELECT target, day, scorer, sum(n) AS rows, sum(pos) AS positives,
+           sum(pos * tp_at / n_at) / nullif(sum(pos), 0) AS pr_auc
+    FROM cum GROUP BY ALL ORDER BY target, day, scorer
+"""
 
-@_cached
-def quality_rolling(src: Source, epoch: int, days: int) -> pd.DataFrame:
-    """PR-AUC, F1, precision, recall per 24 h window ending at each hour (served alias, last ``days``)."""
-    latest = latest_partitions(src, epoch, "quality", 1)
-    if not latest:
-        return pd.DataFrame()
-    since = _since_day(latest[0], days)
-    # quality_rolling_24h's own definition, over the quality rows of the last days only.
-    lake = reader(src, epoch)
-    sql = _recent_rolling_sql()
-    frame = lake.frame(sql, [src.city, since])
-    if frame.empty:
-        return frame
-    frame = frame[~frame["shadow"].astype(bool)]
-    cutoff = frame["window_end"].max() - timedelta(days=days)
-    return frame[frame["window_end"] > cutoff].sort_values(["target", "window_end"]).reset_index(drop=True)
+_CALIBRATION = """
+    SELECT target, least(floor(probability * 10), 9) / 10 AS bin_start,
+           avg(probability) AS predicted, avg(CAST(actual_label AS DOUBLE)) AS observed, count(*) AS rows
+    FROM recent_quality
+    WHERE target_time > (SELECT max(target_time) FROM recent_quality) - to_days({days})
+    GROUP BY ALL ORDER BY target, bin_start
+"""
 
 
 def _recent_rolling_sql() -> str:
-    """The ``quality_rolling_24h`` view's SQL over hourly bins of one city's recent quality partitions."""
+    """The ``quality_rolling_24h`` view's own SQL, over hourly bins of ``recent_quality``."""
     bins = DERIVED_VIEWS["quality_hourly_bins"]
     rolling = DERIVED_VIEWS["quality_rolling_24h"].strip()
-    where = "FROM quality WHERE status = 'joined'"
-    if where not in bins or not rolling.startswith("WITH ") or "quality_hourly_bins" not in rolling:
-        raise RuntimeError("lake/views.py changed the quality views: update dashboard.queries.quality_rolling")
-    bins = bins.replace(where, where + " AND city = ? AND dt >= ?")
+    source = "FROM quality WHERE status = 'joined'"
+    if source not in bins or not rolling.startswith("WITH ") or "quality_hourly_bins" not in rolling:
+        raise RuntimeError("lake/views.py changed the quality views: update dashboard.queries._recent_rolling_sql")
+    bins = bins.replace(source, "FROM recent_quality WHERE status = 'joined'")
     rolling = rolling.replace("quality_hourly_bins", "_recent_bins").removeprefix("WITH ")
-    return f"WITH _recent_bins AS ({bins}), {rolling}"
+    return f"WITH _recent_bins AS ({bins}), {rolling} ORDER BY target, window_end"
 
 
 @_cached
-def lift_by_day(src: Source, epoch: int, days: int, tz: str) -> pd.DataFrame:
-    """PR-AUC of the model and of persistence (score = -count now) on the same joined rows, per local day."""
+def quality_panels(src: Source, epoch: int, days: int, tz: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Online quality of the served alias over the last ``days`` (days of target_time), from one read:
+
+    - PR-AUC, F1, precision, recall per 24 h window ending at each hour (``quality_rolling_24h``'s
+      definition), windows ending within the last ``days``;
+    - PR-AUC per local day of the model and of persistence (score = minus the count at prediction
+      time) on the same joined rows;
+    - calibration: mean predicted probability against the observed rate in 10 bins.
+    """
     latest = latest_partitions(src, epoch, "quality", 1)
     if not latest:
-        return pd.DataFrame()
-    return reader(src, epoch).frame(
-        """
-        WITH q AS (
-            SELECT target, CAST(date_trunc('day', timezone(?, target_time)) AS DATE) AS day,
-                   round(probability, 3) AS model_score, -CAST(current_count AS DOUBLE) AS persistence_score,
-                   actual_label AS y
-            FROM quality
-            WHERE city = ? AND dt >= ? AND status = 'joined' AND NOT shadow AND current_count IS NOT NULL
-        ), scored AS (
-            SELECT target, day, 'model' AS scorer, model_score AS score, y FROM q
-            UNION ALL
-            SELECT target, day, 'persistence' AS scorer, persistence_score AS score, y FROM q
-        ), bins AS (
-            SELECT target, day, scorer, score, count(*) FILTER (WHERE y) AS pos, count(*) AS n
-            FROM scored GROUP BY ALL
-        ), cum AS (
-            SELECT *, sum(pos) OVER w AS tp_at, sum(n) OVER w AS n_at FROM bins
-            WINDOW w AS (PARTITION BY target, day, scorer ORDER BY score DESC ROWS UNBOUNDED PRECEDING)
-        )
-        SELECT target, day, scorer, sum(n) AS rows, sum(pos) AS positives,
-               sum(pos * tp_at / n_at) / nullif(sum(pos), 0) AS pr_auc
-        FROM cum GROUP BY ALL ORDER BY target, day, scorer
-        """,
-        [tz, src.city, _since_day(latest[0], days)],
+        return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
+    if "'" in tz:
+        raise ValueError(f"bad time zone name {tz!r}")
+    since = _since_day(latest[0], days + 1)  # one day more: the first windows are full 24 h ones
+    rolling, lift, calibration = reader(src, epoch).frames(
+        [(_RECENT_QUALITY, [src.city, since])],
+        [_recent_rolling_sql(), _LIFT.format(tz=tz, days=int(days)), _CALIBRATION.format(days=int(days))],
     )
-
-
-@_cached
-def calibration(src: Source, epoch: int, days: int) -> pd.DataFrame:
-    """Reliability table per target: mean predicted probability against the observed rate, in 10 bins."""
-    latest = latest_partitions(src, epoch, "quality", 1)
-    if not latest:
-        return pd.DataFrame()
-    return reader(src, epoch).frame(
-        """
-        SELECT target, least(floor(probability * 10), 9) / 10 AS bin_start,
-               avg(probability) AS predicted, avg(CAST(actual_label AS DOUBLE)) AS observed, count(*) AS rows
-        FROM quality
-        WHERE city = ? AND dt >= ? AND status = 'joined' AND NOT shadow
-        GROUP BY ALL ORDER BY target, bin_start
-        """,
-        [src.city, _since_day(latest[0], days)],
-    )
+    if not rolling.empty:
+        rolling = rolling[rolling["window_end"] > rolling["window_end"].max() - timedelta(days=days)]
+    return rolling.reset_index(drop=True), lift, calibration
 
 
 @_cached
@@ -428,55 +496,56 @@ def endpoint_metrics(src: Source, epoch: int, days: int) -> pd.DataFrame:
     )
 
 
+_RECENT_BATCHES = """
+    CREATE TEMP TABLE recent_batches AS
+    SELECT feature_time, status, duration_s, alias, attempts, error
+    FROM inference_batches WHERE city = ? AND dt >= ? AND NOT shadow
+"""
+
+_HOURLY_BATCHES = """
+    SELECT date_trunc('hour', feature_time) AS hour,
+           count(*) FILTER (WHERE status = 'ok') AS ok,
+           count(*) FILTER (WHERE status = 'failed') AS failed,
+           count(*) FILTER (WHERE status = 'skipped') AS skipped,
+           count(*) FILTER (WHERE status = 'ok')
+               / nullif(count(*) FILTER (WHERE status IN ('ok', 'failed')), 0) AS success_rate,
+           quantile_cont(duration_s, 0.95) FILTER (WHERE status = 'ok') AS p95_duration_s
+    FROM recent_batches GROUP BY ALL ORDER BY hour
+"""
+
+_FAILED_BATCHES = """
+    SELECT feature_time, alias, attempts, duration_s, error FROM recent_batches
+    WHERE status = 'failed' ORDER BY feature_time DESC LIMIT 50
+"""
+
+
 @_cached
-def batch_success(src: Source, epoch: int, days: int) -> pd.DataFrame:
-    """Served inference batches per hour: ok, failed, skipped, success rate and P95 duration."""
+def batch_panels(src: Source, epoch: int, days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Served inference batches of the last ``days`` (feature days): per hour ok, failed, skipped,
+    success rate and P95 duration; and the newest failed batches with their errors."""
     since = _recent_days(src, epoch, "inference_batches", days)
     if since is None:
-        return pd.DataFrame()
-    return reader(src, epoch).frame(
-        """
-        SELECT date_trunc('hour', feature_time) AS hour,
-               count(*) FILTER (WHERE status = 'ok') AS ok,
-               count(*) FILTER (WHERE status = 'failed') AS failed,
-               count(*) FILTER (WHERE status = 'skipped') AS skipped,
-               count(*) FILTER (WHERE status = 'ok')
-                   / nullif(count(*) FILTER (WHERE status IN ('ok', 'failed')), 0) AS success_rate,
-               quantile_cont(duration_s, 0.95) FILTER (WHERE status = 'ok') AS p95_duration_s
-        FROM inference_batches WHERE city = ? AND dt >= ? AND NOT shadow
-        GROUP BY ALL ORDER BY hour
-        """,
-        [src.city, since],
+        return pd.DataFrame(), pd.DataFrame()
+    hourly, failed = reader(src, epoch).frames(
+        [(_RECENT_BATCHES, [src.city, since])], [_HOURLY_BATCHES, _FAILED_BATCHES]
     )
+    return hourly, failed
 
 
 @_cached
-def batch_failures(src: Source, epoch: int, days: int, limit: int = 50) -> pd.DataFrame:
-    """The newest failed inference batches with their errors."""
-    since = _recent_days(src, epoch, "inference_batches", days)
-    if since is None:
-        return pd.DataFrame()
-    return reader(src, epoch).frame(
-        """
-        SELECT feature_time, alias, attempts, duration_s, error FROM inference_batches
-        WHERE city = ? AND dt >= ? AND status = 'failed' ORDER BY feature_time DESC LIMIT ?
-        """,
-        [src.city, since, limit],
-    )
-
-
-@_cached
-def job_runs(src: Source, epoch: int, days: int) -> pd.DataFrame:
-    """Runs of the scheduled jobs in the last ``days``, newest first."""
-    since = _recent_days(src, epoch, "job_runs", days)
+def job_runs(src: Source, epoch: int, hours: int) -> pd.DataFrame:
+    """Runs of the scheduled jobs started in the ``hours`` before the newest run, newest first."""
+    since = _recent_days(src, epoch, "job_runs", max(1, -(-hours // 24)))
     if since is None:
         return pd.DataFrame()
     return reader(src, epoch).frame(
         """
         SELECT job, status, scheduled_at, started_at, finished_at, duration_s, lag_s, error, run_id
-        FROM job_runs WHERE city = ? AND dt >= ? ORDER BY started_at DESC
+        FROM job_runs WHERE city = ? AND dt >= ?
+        QUALIFY started_at >= max(started_at) OVER () - to_hours(CAST(? AS INTEGER))
+        ORDER BY started_at DESC
         """,
-        [src.city, since],
+        [src.city, since, hours],
     )
 
 

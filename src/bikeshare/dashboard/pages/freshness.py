@@ -8,7 +8,7 @@ import streamlit as st
 
 from bikeshare.dashboard import queries as q
 from bikeshare.dashboard.charts import text_time, time_lines
-from bikeshare.dashboard.context import PageContext, no_data, page_context, sidebar
+from bikeshare.dashboard.context import PageContext, history_days, no_data, page_context, page_done, sidebar
 from bikeshare.lake.store import parse_partition_value
 
 
@@ -61,7 +61,7 @@ def feeds_panel(ctx: PageContext, log: pd.DataFrame, now: pd.Timestamp) -> None:
 
 
 def latency_panel(ctx: PageContext, log: pd.DataFrame) -> None:
-    hours = ctx.settings.dashboard_freshness_hours
+    hours = ctx.settings.dashboard_recent_hours
     st.subheader("Ingest latency")
     if log.empty:
         no_data("ingest log row", "ingest_log")
@@ -82,9 +82,8 @@ def latency_panel(ctx: PageContext, log: pd.DataFrame) -> None:
     st.dataframe(outcomes, hide_index=True)
 
 
-def quarantine_panel(ctx: PageContext) -> None:
+def quarantine_panel(ctx: PageContext, days: int) -> None:
     st.subheader("Quarantined batches")
-    days = ctx.settings.dashboard_history_days
     rejected = q.quarantined(ctx.src, ctx.epoch, days)
     if rejected.empty:
         if not q.latest_partitions(ctx.src, ctx.epoch, "quarantine", 1):
@@ -125,13 +124,15 @@ def masked_panel(ctx: PageContext, log: pd.DataFrame) -> None:
 def main() -> None:
     ctx = page_context()
     sidebar(ctx)
+    days = history_days(ctx)
     st.title("Data freshness")
     now = pd.Timestamp.now(tz="UTC")
-    log = q.ingest_recent(ctx.src, ctx.epoch, ctx.settings.dashboard_freshness_hours)
+    log = q.ingest_recent(ctx.src, ctx.epoch, ctx.settings.dashboard_recent_hours)
     feeds_panel(ctx, log, now)
     latency_panel(ctx, log)
-    quarantine_panel(ctx)
+    quarantine_panel(ctx, days)
     masked_panel(ctx, log)
+    page_done(ctx)
 
 
 if __name__ == "__main__":

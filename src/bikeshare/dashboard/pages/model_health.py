@@ -8,7 +8,15 @@ import streamlit as st
 
 from bikeshare.dashboard import queries as q
 from bikeshare.dashboard.charts import reliability, text_time, time_lines
-from bikeshare.dashboard.context import PageContext, no_data, page_context, registry_loader, sidebar
+from bikeshare.dashboard.context import (
+    PageContext,
+    history_days,
+    no_data,
+    page_context,
+    page_done,
+    registry_loader,
+    sidebar,
+)
 from bikeshare.registry.client import redact
 
 TARGET_TITLES = {"bikes": "no bikes", "docks": "no docks"}
@@ -53,14 +61,13 @@ def served_panel(ctx: PageContext) -> None:
     st.dataframe(served, hide_index=True)
 
 
-def quality_panel(ctx: PageContext) -> None:
-    days = ctx.settings.dashboard_history_days
-    rolling = q.quality_rolling(ctx.src, ctx.epoch, days)
+def quality_panel(ctx: PageContext, rolling: pd.DataFrame, days: int) -> None:
     st.subheader("PR-AUC and F1 over the past 24 h")
     if rolling.empty:
         no_data("joined prediction (online quality)", "quality")
         return
     kpis = {"PR-AUC": ctx.settings.kpi_min_pr_auc, "F1": ctx.settings.kpi_min_f1}
+    st.caption(f"Served alias; 24 h windows ending each hour of the last {days} days; dashed: the seed KPIs.")
     cols = st.columns(2)
     for col, target in zip(cols, ("bikes", "docks"), strict=True):
         part = rolling[rolling["target"] == target]
@@ -94,9 +101,8 @@ def quality_panel(ctx: PageContext) -> None:
             )
 
 
-def lift_panel(ctx: PageContext) -> None:
+def lift_panel(ctx: PageContext, lift: pd.DataFrame) -> None:
     st.subheader("Lift over persistence")
-    lift = q.lift_by_day(ctx.src, ctx.epoch, ctx.settings.dashboard_history_days, ctx.tz)
     if lift.empty:
         no_data("joined prediction (lift needs the observed counts)", "quality")
         return
@@ -115,13 +121,12 @@ def lift_panel(ctx: PageContext) -> None:
     )
 
 
-def calibration_panel(ctx: PageContext) -> None:
+def calibration_panel(ctx: PageContext, table: pd.DataFrame, days: int) -> None:
     st.subheader("Calibration")
-    table = q.calibration(ctx.src, ctx.epoch, ctx.settings.dashboard_history_days)
     if table.empty:
         no_data("joined prediction (calibration)", "quality")
         return
-    st.caption(f"Joined predictions of the last {ctx.settings.dashboard_history_days} days, 10 probability bins.")
+    st.caption(f"Joined predictions of the last {days} days, 10 probability bins; dashed: perfect calibration.")
     st.altair_chart(reliability(table), width="stretch")
 
 
@@ -158,18 +163,23 @@ def promotions_panel(ctx: PageContext) -> None:
 def main() -> None:
     ctx = page_context()
     sidebar(ctx)
+    days = history_days(ctx)
     st.title("Model health")
     st.subheader("Versions and thresholds")
-    registry_panel(ctx)
+    registry_slot = st.container()  # filled last: the lake panels do not wait for MLflow
     served_panel(ctx)
-    quality_panel(ctx)
+    rolling, lift, calibration = q.quality_panels(ctx.src, ctx.epoch, days, ctx.tz)
+    quality_panel(ctx, rolling, days)
     left, right = st.columns(2)
     with left:
-        lift_panel(ctx)
+        lift_panel(ctx, lift)
     with right:
-        calibration_panel(ctx)
+        calibration_panel(ctx, calibration, days)
     drift_panel(ctx)
     promotions_panel(ctx)
+    with registry_slot:
+        registry_panel(ctx)
+    page_done(ctx)
 
 
 if __name__ == "__main__":

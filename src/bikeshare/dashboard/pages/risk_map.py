@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import altair as alt
 import pandas as pd
 import pydeck as pdk
 import streamlit as st
 
 from bikeshare.dashboard import queries as q
 from bikeshare.dashboard.charts import risk_colour, route_paths, text_time, time_lines
-from bikeshare.dashboard.context import PageContext, no_data, page_context, sidebar
+from bikeshare.dashboard.context import PageContext, no_data, page_context, page_done, sidebar
 from bikeshare.lake.store import parse_partition_value
 
 PANEL_HOURS = 2
@@ -108,9 +107,9 @@ def render_panel(ctx: PageContext, row: pd.Series, end: pd.Timestamp) -> None:
 
     st.markdown(f"**Last {PANEL_HOURS} h** · observed counts")
     if not history.empty:
-        counts = history.melt(id_vars=["last_updated"], value_vars=["bikes", "docks"], var_name="count")
+        counts = history.melt(id_vars=["last_updated"], value_vars=["bikes", "docks"], var_name="series")
         st.altair_chart(
-            time_lines(counts, x="last_updated", y="value", color="count", tz=ctx.tz, y_title="count", step=True),
+            time_lines(counts, x="last_updated", y="value", color="series", tz=ctx.tz, y_title="count", step=True),
             width="stretch",
         )
     st.markdown("**Predictions made over those hours** · plotted at the time they are about (t + horizon)")
@@ -175,6 +174,13 @@ def render_plan(ctx: PageContext, summary: pd.DataFrame, stops: pd.DataFrame) ->
 def main() -> None:
     ctx = page_context()
     sidebar(ctx)
+    try:
+        render(ctx)
+    finally:
+        page_done(ctx)
+
+
+def render(ctx: PageContext) -> None:
     st.title("Map")
     batch = q.latest_batch(ctx.src, ctx.epoch)
     feature_time = pd.Timestamp(batch["feature_time"].iloc[0]) if not batch.empty else None
@@ -195,7 +201,7 @@ def main() -> None:
     left, right = st.columns([3, 2])
     with left:
         picked = render_map(ctx, stations, stops)
-        st.altair_chart(_legend(), width="stretch")
+        st.html(LEGEND_HTML)
     if picked is not None and picked != st.session_state.get("_map_pick"):
         st.session_state["_map_pick"] = picked
         st.session_state["station"] = picked
@@ -211,21 +217,15 @@ def main() -> None:
     render_plan(ctx, summary, stops)
 
 
-def _legend() -> alt.Chart:
-    ramp = pd.DataFrame({"risk": [i / 20 for i in range(21)]})
-    return (
-        alt.Chart(ramp)
-        .mark_rect()
-        .encode(
-            x=alt.X("risk:Q", title="max(P(no bikes), P(no docks))", axis=alt.Axis(format="%")),
-            color=alt.Color(
-                "risk:Q",
-                scale=alt.Scale(domain=[0, 0.5, 1], range=["#1a9641", "#fdae61", "#d7191c"]),
-                legend=None,
-            ),
-        )
-        .properties(height=40)
-    )
+LEGEND_HTML = """
+<div style="font-size: 0.8rem; color: #666;">
+  <div style="height: 10px; border-radius: 4px;
+              background: linear-gradient(to right, #1a9641, #fdae61, #d7191c);"></div>
+  <div style="display: flex; justify-content: space-between;">
+    <span>0 %</span><span>max(P(no bikes), P(no docks))</span><span>100 %</span>
+  </div>
+</div>
+"""
 
 
 if __name__ == "__main__":

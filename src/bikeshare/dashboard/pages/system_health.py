@@ -7,12 +7,20 @@ import streamlit as st
 
 from bikeshare.dashboard import queries as q
 from bikeshare.dashboard.charts import text_time, time_lines
-from bikeshare.dashboard.context import PageContext, no_data, operator_name, page_context, sidebar
+from bikeshare.dashboard.context import (
+    PageContext,
+    history_days,
+    no_data,
+    operator_name,
+    page_context,
+    page_done,
+    sidebar,
+)
 
 
-def endpoint_panel(ctx: PageContext) -> None:
+def endpoint_panel(ctx: PageContext, days: int) -> None:
     st.subheader("Endpoint latency and errors")
-    metrics = q.endpoint_metrics(ctx.src, ctx.epoch, ctx.settings.dashboard_history_days)
+    metrics = q.endpoint_metrics(ctx.src, ctx.epoch, days)
     if metrics.empty:
         no_data("endpoint metrics", "endpoint_metrics")
         return
@@ -37,9 +45,9 @@ def endpoint_panel(ctx: PageContext) -> None:
     )
 
 
-def batches_panel(ctx: PageContext) -> None:
+def batches_panel(ctx: PageContext, days: int) -> None:
     st.subheader("Inference batches")
-    hourly = q.batch_success(ctx.src, ctx.epoch, ctx.settings.dashboard_history_days)
+    hourly, failures = q.batch_panels(ctx.src, ctx.epoch, days)
     if hourly.empty:
         no_data("inference batch", "inference_batches")
         return
@@ -49,7 +57,7 @@ def batches_panel(ctx: PageContext) -> None:
     c[1].metric("batches ok", ok)
     c[2].metric("failed", failed)
     st.caption(
-        f"Served alias, last {ctx.settings.dashboard_history_days} days of batches; success = ok / (ok + failed), "
+        f"Served alias, last {days} days of batches; success = ok / (ok + failed), "
         "skipped batches (slot already scored, no fresh snapshot) not counted."
     )
     left, right = st.columns(2)
@@ -61,18 +69,19 @@ def batches_panel(ctx: PageContext) -> None:
         time_lines(hourly, x="hour", y="p95_duration_s", tz=ctx.tz, y_title="P95 batch duration (s)"),
         width="stretch",
     )
-    failures = q.batch_failures(ctx.src, ctx.epoch, ctx.settings.dashboard_history_days)
     if not failures.empty:
         st.markdown("**Recent failed batches**")
         st.dataframe(failures.assign(feature_time=text_time(failures["feature_time"], ctx.tz)), hide_index=True)
 
 
 def jobs_panel(ctx: PageContext) -> None:
+    hours = ctx.settings.dashboard_recent_hours
     st.subheader("Job runs")
-    runs = q.job_runs(ctx.src, ctx.epoch, ctx.settings.dashboard_history_days)
+    runs = q.job_runs(ctx.src, ctx.epoch, hours)
     if runs.empty:
         no_data("job run", "job_runs")
         return
+    st.caption(f"Runs started in the {hours} h before the newest run.")
     latest = runs.groupby("job", sort=True).head(1)
     counts = runs.groupby("job")["status"].value_counts().unstack(fill_value=0).reset_index()
     summary = latest[["job", "status", "started_at", "duration_s", "lag_s", "error"]].merge(counts, on="job")
@@ -155,11 +164,13 @@ def alerts_panel(ctx: PageContext) -> None:
 def main() -> None:
     ctx = page_context()
     sidebar(ctx)
+    days = history_days(ctx)
     st.title("System health")
     alerts_panel(ctx)
-    endpoint_panel(ctx)
-    batches_panel(ctx)
+    endpoint_panel(ctx, days)
+    batches_panel(ctx, days)
     jobs_panel(ctx)
+    page_done(ctx)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from bikeshare.dashboard import queries as q
-from bikeshare.dashboard.context import PageContext, no_data, page_context, sidebar
+from bikeshare.dashboard.context import PageContext, no_data, page_context, page_done, sidebar
 from bikeshare.dashboard.risk import DISPATCH_RULE, RiskFilter, top_risk
 
 TARGET_LABELS = {"either": "either (max of both)", "bikes": "no bikes", "docks": "no docks"}
@@ -78,6 +78,13 @@ def action_text(move: pd.Series) -> pd.Series:
 def main() -> None:
     ctx = page_context()
     sidebar(ctx)
+    try:
+        render(ctx)
+    finally:
+        page_done(ctx)
+
+
+def render(ctx: PageContext) -> None:
     st.title("Top-N risk")
     batch = q.latest_batch(ctx.src, ctx.epoch)
     if batch.empty:
