@@ -55,7 +55,7 @@ def s3_endpoint(free_port: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
 
 
 # --- the shipped slice in a lake (features and training tests) -------------------------------------
-SLICE_FEATURE_DAY = ("2023-03-09T00:00Z", "2023-03-09T23:55Z")
+SLICE_FEATURE_DAY = ("2023-03-09T12:00Z", "2023-03-09T23:55Z")  # 04:00-16:00 in San Francisco
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +72,7 @@ def slice_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.fixture(scope="session")
 def slice_day_features(slice_settings: Settings) -> pd.DataFrame:
-    """Feature rows with labels for one day of the shipped slice (7 days of history before it)."""
+    """Feature rows with labels for half a day of the shipped slice (7 days of history before it)."""
     from bikeshare.features.build import build_features
 
     start, end = (pd.Timestamp(t) for t in SLICE_FEATURE_DAY)

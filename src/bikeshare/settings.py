@@ -164,6 +164,11 @@ class Settings(BaseSettings):
     train_l2: float = Field(1.0, ge=0, description="L2 penalty on leaf values.")
     train_max_bin: int = Field(63, ge=15, le=255, description="Histogram bins per feature.")
     train_threads: int = Field(2, ge=1, description="Threads of the learner while training.")
+    refit_on_validation: bool = Field(
+        True,
+        description="After calibration and threshold are chosen on validation, refit the booster on train + "
+        "validation (same settings) so the most recent days count.",
+    )
     kpi_min_pr_auc: float = Field(0.70, ge=0, le=1)
     kpi_min_f1: float = Field(0.55, ge=0, le=1)
     max_overfit_gap: float = Field(0.1, ge=0, description="Largest allowed train-minus-validation PR-AUC.")

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from bikeshare.features.build import build_features, needed_ranges, online_features, slot_index, slot_time
+from bikeshare.features.sql import HISTORY_SMOOTH_MIN, RECENT_LOOKBACK_MIN
 from bikeshare.lake.store import Lake
 from bikeshare.settings import Settings
 
@@ -78,10 +79,13 @@ def test_slot_arithmetic_and_ranges(settings: Settings) -> None:
     assert slot_time(idx, 5) == ts("2023-03-07T10:15")
     ranges = needed_ranges(idx, idx, settings, with_labels=False)
     day = 1440 // 5
+    smooth = HISTORY_SMOOTH_MIN // 5
     # The recent lookback plus one short range per history day, none overlapping.
-    assert ranges[-1] == (idx - 120 // 5, idx)
-    assert (idx - 7 * day, idx - 7 * day + 6) in ranges
+    assert ranges[-1] == (idx - RECENT_LOOKBACK_MIN // 5, idx)
+    assert (idx - 7 * day - smooth, idx - 7 * day + 6 + smooth) in ranges
     assert len(ranges) == settings.history_days + 1
+    labelled = needed_ranges(idx, idx + 10, settings, with_labels=True)
+    assert labelled[-1] == (idx - RECENT_LOOKBACK_MIN // 5, idx + 10 + 30 // 5)
 
 
 def test_naive_times_are_refused(grid_lake: Lake, settings: Settings) -> None:

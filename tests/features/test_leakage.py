@@ -37,7 +37,7 @@ def _features_at_t(lake: Lake, settings: Settings) -> pd.DataFrame:
     return frame.sort_values(["slot", "station_id"]).reset_index(drop=True)
 
 
-@hsettings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     past=st.lists(counts, min_size=len(PAST), max_size=len(PAST)),
     future_a=st.lists(counts, min_size=len(FUTURE), max_size=len(FUTURE)),

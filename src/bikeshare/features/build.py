@@ -16,7 +16,14 @@ import pyarrow as pa
 
 from bikeshare.features.calendar import country_of_timezone, holiday_dates
 from bikeshare.features.schema import features_frame
-from bikeshare.features.sql import MINUTE_US, RECENT_LOOKBACK_MIN, SqlParams, feature_statements, quote
+from bikeshare.features.sql import (
+    HISTORY_SMOOTH_MIN,
+    MINUTE_US,
+    RECENT_LOOKBACK_MIN,
+    SqlParams,
+    feature_statements,
+    quote,
+)
 from bikeshare.lake.store import Lake, conform, empty_select_sql, parse_partition_value, partition_value
 from bikeshare.lake.tables import (
     ALL_TABLES,
@@ -49,8 +56,9 @@ def needed_ranges(
     h = settings.horizon_min // g
     day = 1440 // g
     ranges = [(start_idx - RECENT_LOOKBACK_MIN // g, end_idx + (h if with_labels else 0))]
+    smooth = HISTORY_SMOOTH_MIN // g
     for k in range(1, settings.history_days + 1):
-        ranges.append((start_idx - k * day, end_idx - k * day + h))
+        ranges.append((start_idx - k * day - smooth, end_idx - k * day + h + smooth))
     ranges.sort()
     merged: list[tuple[int, int]] = []
     for lo, hi in ranges:

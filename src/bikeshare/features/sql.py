@@ -18,7 +18,9 @@ MINUTE_US = 60_000_000
 EARTH_RADIUS_M = 6_371_000.0
 
 # How far back the recent-window features look, in minutes (net flows, rolling stats, lags).
-RECENT_LOOKBACK_MIN = 120
+RECENT_LOOKBACK_MIN = 360
+# Half-width of the time-of-day window the smoothed history averages over, in minutes.
+HISTORY_SMOOTH_MIN = 30
 
 
 @dataclass(frozen=True)
@@ -67,14 +69,15 @@ def feature_statements(p: SqlParams) -> list[str]:
     thr = p.threshold
     scan_lo_us = min(lo for lo, _ in p.ranges) * g_us - age_us
     scan_hi_us = max(hi for _, hi in p.ranges) * g_us
-    s15, s30, s60, s120 = p.slots(15), p.slots(30), p.slots(60), p.slots(RECENT_LOOKBACK_MIN)
+    s15, s30, s60, s120, s360 = p.slots(15), p.slots(30), p.slots(60), p.slots(120), p.slots(RECENT_LOOKBACK_MIN)
+    sw = p.slots(HISTORY_SMOOTH_MIN)
     day = p.day_slots
     radius = float(p.neighbour_radius_m)
     # Degrees of latitude/longitude that surely cover the radius (pre-filter of the pair search).
     lat_deg = radius / 111_000.0 * 1.2
     lon_deg = lat_deg * 2.0
 
-    recent_lo = p.start_idx - s120
+    recent_lo = p.start_idx - s360
     ranges_values = ", ".join(f"({lo}, {hi})" for lo, hi in p.ranges)
     return [
         # 1. Usable snapshots: unmasked, with both counts, one row per station and feed time.
@@ -158,6 +161,7 @@ def feature_statements(p: SqlParams) -> list[str]:
                    min(bikes) OVER w60 AS bikes_min_60,
                    max(bikes) OVER w60 AS bikes_max_60,
                    regr_slope(bikes, slot_idx) OVER w60 * {s60} AS bikes_trend_60,
+                   regr_slope(docks, slot_idx) OVER w60 * {s60} AS docks_trend_60,
                    avg(docks) OVER w60 AS docks_mean_60,
                    stddev_pop(docks) OVER w60 AS docks_std_60,
                    min(docks) OVER w60 AS docks_min_60,
@@ -168,11 +172,16 @@ def feature_statements(p: SqlParams) -> list[str]:
                    sum(step) OVER w60 AS turnover_60,
                    min(bikes) OVER w120 AS bikes_min_120,
                    min(docks) OVER w120 AS docks_min_120,
-                   sum(step) OVER w120 AS turnover_120
+                   sum(step) OVER w120 AS turnover_120,
+                   avg(bikes) OVER w360 AS bikes_mean_360,
+                   avg(docks) OVER w360 AS docks_mean_360,
+                   count(CASE WHEN bikes <= {thr} THEN 1 END) OVER w360 AS short_bikes_slots_360,
+                   count(CASE WHEN docks <= {thr} THEN 1 END) OVER w360 AS short_docks_slots_360
             FROM steps
             WINDOW w AS (PARTITION BY station_id ORDER BY slot_idx),
                    w60 AS (w ROWS BETWEEN {s60 - 1} PRECEDING AND CURRENT ROW),
-                   w120 AS (w ROWS BETWEEN {s120 - 1} PRECEDING AND CURRENT ROW)
+                   w120 AS (w ROWS BETWEEN {s120 - 1} PRECEDING AND CURRENT ROW),
+                   w360 AS (w ROWS BETWEEN {s360 - 1} PRECEDING AND CURRENT ROW)
         )
         SELECT * EXCLUDE (bikes) FROM w
         WHERE bikes IS NOT NULL AND slot_idx BETWEEN {p.start_idx} AND {p.end_idx}
@@ -210,7 +219,7 @@ def feature_statements(p: SqlParams) -> list[str]:
         #    and their next horizon_min ended by t. Day-type variants keep days off or workdays only.
         f"""
         CREATE OR REPLACE TEMP TABLE _hist AS
-        WITH v AS (
+        WITH u AS (
             SELECT station_id, slot_idx, day_off, bikes_ahead, docks_ahead,
                    bikes_ahead - bikes AS flow_h,
                    docks_ahead - docks AS docks_flow_h,
@@ -219,7 +228,17 @@ def feature_statements(p: SqlParams) -> list[str]:
                    CAST(min_bikes_ahead <= {thr} AS INTEGER) AS any_short_b,
                    CAST(min_docks_ahead <= {thr} AS INTEGER) AS any_short_d
             FROM _ahead
-            WHERE slot_idx % {day} IN (SELECT DISTINCT i % {day} FROM range({p.start_idx}, {p.end_idx + 1}) r(i))
+        ), v AS (
+            -- The same values averaged over +-HISTORY_SMOOTH_MIN around each row (all within the
+            -- range the row belongs to, so still known at t for rows one or more days before t).
+            SELECT *,
+                   avg(flow_h) OVER ws AS sm_flow_h,
+                   avg(docks_flow_h) OVER ws AS sm_docks_flow_h,
+                   avg(short_b) OVER ws AS sm_short_b,
+                   avg(short_d) OVER ws AS sm_short_d
+            FROM u
+            WINDOW ws AS (PARTITION BY station_id ORDER BY slot_idx ROWS BETWEEN {sw} PRECEDING AND {sw} FOLLOWING)
+            QUALIFY slot_idx % {day} IN (SELECT DISTINCT i % {day} FROM range({p.start_idx}, {p.end_idx + 1}) r(i))
         ), w AS (
             SELECT station_id, slot_idx, day_off, bikes_ahead, docks_ahead,
                    avg(flow_h) OVER wh AS hist_flow_h,
@@ -230,6 +249,10 @@ def feature_statements(p: SqlParams) -> list[str]:
                    avg(any_short_b) OVER wh AS hist_any_short_bikes_h,
                    avg(any_short_d) OVER wh AS hist_any_short_docks_h,
                    count(bikes_ahead) OVER wh AS hist_days,
+                   avg(sm_flow_h) OVER wh AS hist_smooth_flow_h,
+                   avg(sm_docks_flow_h) OVER wh AS hist_smooth_docks_flow_h,
+                   avg(sm_short_b) OVER wh AS hist_smooth_short_bikes_h,
+                   avg(sm_short_d) OVER wh AS hist_smooth_short_docks_h,
                    avg(CASE WHEN day_off THEN flow_h END) OVER wh AS off_flow_h,
                    avg(CASE WHEN NOT day_off THEN flow_h END) OVER wh AS work_flow_h,
                    avg(CASE WHEN day_off THEN short_b END) OVER wh AS off_short_b,
@@ -245,18 +268,19 @@ def feature_statements(p: SqlParams) -> list[str]:
         SELECT station_id, slot_idx, bikes_ahead, docks_ahead,
                hist_flow_h, hist_bikes_h, hist_docks_flow_h, hist_short_bikes_h, hist_short_docks_h,
                hist_any_short_bikes_h, hist_any_short_docks_h, hist_days,
+               hist_smooth_flow_h, hist_smooth_docks_flow_h, hist_smooth_short_bikes_h, hist_smooth_short_docks_h,
                CASE WHEN day_off THEN off_flow_h ELSE work_flow_h END AS daytype_flow_h,
                CASE WHEN day_off THEN off_short_b ELSE work_short_b END AS daytype_short_bikes_h,
                CASE WHEN day_off THEN off_short_d ELSE work_short_d END AS daytype_short_docks_h,
                week_bikes_h, week_docks_h
         FROM w WHERE slot_idx BETWEEN {p.start_idx} AND {p.end_idx}
         """,
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE _station2 AS
         SELECT b.station_id, b.slot_idx, b.ts_us, b.reported_us, b.bikes, b.ebikes, b.docks,
                b.bikes_disabled, b.docks_disabled, b.capacity, b.lat, b.lon, b.region_id,
                r.* EXCLUDE (station_id, slot_idx), h.* EXCLUDE (station_id, slot_idx)
-        FROM _base b
+        FROM (SELECT * FROM _base WHERE slot_idx BETWEEN {p.start_idx} AND {p.end_idx}) b
         JOIN _recent r USING (station_id, slot_idx)
         JOIN _hist h USING (station_id, slot_idx)
         """,
@@ -301,17 +325,23 @@ def feature_statements(p: SqlParams) -> list[str]:
             SELECT station_id, slot_idx, region_id, bikes, docks, net_flow_15, net_flow_30,
                    CAST(floor(lat / 0.01) * 100000 + floor(lon / 0.01) AS BIGINT) AS cell
             FROM _station2
+        ), sys AS (
+            SELECT slot_idx, avg(net_flow_15) AS sys_net_flow_15, avg(net_flow_30) AS sys_net_flow_30,
+                   CAST(sum(bikes) AS DOUBLE) / nullif(sum(bikes + docks), 0) AS sys_fill_ratio
+            FROM s GROUP BY slot_idx
+        ), region AS (
+            SELECT slot_idx, region_id, avg(net_flow_30) AS region_net_flow_30 FROM s GROUP BY slot_idx, region_id
+        ), cell AS (
+            SELECT slot_idx, cell, sum(net_flow_30) AS cell_net_flow_30, sum(bikes) AS cell_bikes,
+                   sum(docks) AS cell_docks
+            FROM s GROUP BY slot_idx, cell
         )
-        SELECT station_id, slot_idx,
-               avg(net_flow_15) OVER (PARTITION BY slot_idx) AS sys_net_flow_15,
-               avg(net_flow_30) OVER (PARTITION BY slot_idx) AS sys_net_flow_30,
-               CAST(sum(bikes) OVER (PARTITION BY slot_idx) AS DOUBLE)
-                   / nullif(sum(bikes + docks) OVER (PARTITION BY slot_idx), 0) AS sys_fill_ratio,
-               avg(net_flow_30) OVER (PARTITION BY slot_idx, region_id) AS region_net_flow_30,
-               sum(net_flow_30) OVER (PARTITION BY slot_idx, cell) AS cell_net_flow_30,
-               sum(bikes) OVER (PARTITION BY slot_idx, cell) AS cell_bikes,
-               sum(docks) OVER (PARTITION BY slot_idx, cell) AS cell_docks
+        SELECT s.station_id, s.slot_idx, sys.sys_net_flow_15, sys.sys_net_flow_30, sys.sys_fill_ratio,
+               region.region_net_flow_30, cell.cell_net_flow_30, cell.cell_bikes, cell.cell_docks
         FROM s
+        JOIN sys USING (slot_idx)
+        JOIN region ON region.slot_idx = s.slot_idx AND region.region_id IS NOT DISTINCT FROM s.region_id
+        JOIN cell ON cell.slot_idx = s.slot_idx AND cell.cell IS NOT DISTINCT FROM s.cell
         """,
         # 10. Weather per output slot: the latest hourly row at or before the slot.
         f"""
@@ -334,10 +364,11 @@ def feature_statements(p: SqlParams) -> list[str]:
                least((s.slot_idx * {g_us} - s.reported_us) / {MINUTE_US}.0, 1440.0) AS reported_age_min,
                s.net_flow_15, s.net_flow_30, s.net_flow_60, s.net_flow_120, s.flow_accel_15,
                s.docks_change_15, s.docks_change_30, s.docks_change_60, s.ebike_flow_30,
-               s.bikes_mean_60, s.bikes_std_60, s.bikes_min_60, s.bikes_max_60, s.bikes_trend_60,
+               s.bikes_mean_60, s.bikes_std_60, s.bikes_min_60, s.bikes_max_60, s.bikes_trend_60, s.docks_trend_60,
                s.docks_mean_60, s.docks_std_60, s.docks_min_60, s.docks_max_60,
                s.slots_seen_60, s.short_bikes_slots_60, s.short_docks_slots_60, s.turnover_60,
                s.bikes_min_120, s.docks_min_120, s.turnover_120,
+               s.bikes_mean_360, s.docks_mean_360, s.short_bikes_slots_360, s.short_docks_slots_360,
                s.lat, s.lon, coalesce(TRY_CAST(s.region_id AS INTEGER), hash(s.region_id) % 100000) AS region_code,
                CAST(floor(s.lat / 0.01) * 100000 + floor(s.lon / 0.01) AS BIGINT) AS geo_cell,
                coalesce(n.nb_count, 0) AS nb_count, coalesce(n.nb_bikes, 0) AS nb_bikes,
@@ -350,8 +381,16 @@ def feature_statements(p: SqlParams) -> list[str]:
                a.cell_net_flow_30, a.cell_bikes, a.cell_docks,
                s.hist_flow_h, s.hist_bikes_h, s.hist_docks_flow_h, s.hist_short_bikes_h, s.hist_short_docks_h,
                s.hist_any_short_bikes_h, s.hist_any_short_docks_h, s.hist_days,
+               s.hist_smooth_flow_h, s.hist_smooth_docks_flow_h, s.hist_smooth_short_bikes_h,
+               s.hist_smooth_short_docks_h,
                s.daytype_flow_h, s.daytype_short_bikes_h, s.daytype_short_docks_h,
                s.week_bikes_h, s.week_docks_h,
+               s.bikes + s.bikes_trend_60 * {p.horizon_min / 60.0} AS bikes_proj_trend,
+               s.bikes + s.net_flow_30 * {p.horizon_min / 30.0} AS bikes_proj_flow,
+               s.bikes + s.hist_smooth_flow_h AS bikes_proj_hist,
+               s.docks + s.docks_trend_60 * {p.horizon_min / 60.0} AS docks_proj_trend,
+               s.docks + s.docks_change_30 * {p.horizon_min / 30.0} AS docks_proj_flow,
+               s.docks + s.hist_smooth_docks_flow_h AS docks_proj_hist,
                t.hour_local, t.weekday, t.is_weekend, t.is_holiday,
                t.temp_c, t.precip_mm, t.wind_kmh, t.condition_code
                {_label_columns(thr) if p.with_labels else _NULL_LABELS}

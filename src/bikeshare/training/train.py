@@ -89,6 +89,19 @@ def train_model(
     sample = train.sample(n=min(len(train), _TRAIN_SCORE_ROWS), random_state=settings.random_seed)
     train_pr_auc = pr_auc(sample[y_col].to_numpy(dtype=bool), fitted.scorer.raw_proba(feature_matrix(sample, names)))
     validation_pr_auc = pr_auc(y_val, proba_val)
+    if settings.refit_on_validation:
+        # The calibration and threshold chosen above stay; the booster is refitted on train and
+        # validation together, so that the most recent days are learnt from too.
+        started = time.perf_counter()
+        both = pd.concat([train, validation])
+        fitted = fit_model(
+            feature_matrix(both, names),
+            both[y_col].to_numpy(dtype=bool),
+            feature_names=names,
+            settings=settings,
+            algo=algo,
+        )
+        timings["refit_s"] = time.perf_counter() - started
 
     meta = BundleMeta(
         target=target,  # type: ignore[arg-type]
@@ -107,6 +120,7 @@ def train_model(
             "train_rows": len(train),
             "validation_rows": len(validation),
             "test_rows": len(test),
+            "refit_on_validation": settings.refit_on_validation,
         },
     )
     bundle = ModelBundle(meta=meta, scorer=fitted.scorer)
@@ -152,6 +166,7 @@ def train_model(
         "target": target,
         "feature_version": FEATURE_VERSION,
         "class_weight": settings.class_weight,
+        "refit_on_validation": settings.refit_on_validation,
         "fbeta": settings.fbeta,
         "horizon_min": settings.horizon_min,
         "shortage_threshold": settings.shortage_threshold,
