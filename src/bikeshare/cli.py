@@ -413,6 +413,33 @@ def train(
             raise _registry_failure(exc) from exc
         version = logged.version.version if logged.version else "-"
         typer.echo(f"logged run {logged.run_id}; registered version {version}")
+        if logged.version is not None:
+            from datetime import UTC, datetime
+
+            from bikeshare.monitoring.model_baselines import store_baselines, training_baselines
+            from bikeshare.registry.client import model_name
+
+            baselines = training_baselines(
+                frame, bundle=result.bundle, split=result.split, target=target, settings=settings
+            )
+            try:
+                stored = store_baselines(
+                    lake=lake,
+                    baselines=baselines,
+                    city=settings.city,
+                    model_name=model_name(settings.city, target),
+                    model_version=str(version),
+                    target=target,
+                    created_at=datetime.now(UTC),
+                    client=open_client(settings),
+                    run_id=logged.run_id,
+                )
+            except RegistryUnavailable as exc:
+                raise _registry_failure(exc) from exc
+            typer.echo(
+                f"drift baselines of {stored.features} columns stored with version {version} "
+                f"(lake feature_baselines; run artifact {stored.artifact})"
+            )
 
 
 # --- registry: promotion gate, rollback, model versions ------------------------------------------
@@ -672,6 +699,173 @@ def alerts_rules(ctx: typer.Context) -> None:
         selector = ",".join(f"{k}={v}" for k, v in sorted(rule.labels.items()))
         kind = "absence of " if rule.kind == "absence" else ""
         typer.echo(f"{rule.name}: {kind}{rule.signal}{'{' + selector + '}' if selector else ''}: {limits}")
+
+
+# ---- monitor job and drills (bikeshare.monitoring) -------------------------------------------
+
+
+@app.command()
+def monitor(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Run one evaluation and exit.")] = False,
+    endpoint: Annotated[
+        str | None,
+        typer.Option("--endpoint", help="Endpoint whose /metrics is scraped (default: monitor_endpoint_url)."),
+    ] = None,
+    no_endpoint: Annotated[bool, typer.Option("--no-endpoint", help="Do not scrape the endpoint.")] = False,
+    replay_clock: Annotated[
+        str | None, typer.Option("--replay-clock", help="Take 'now' from the replay server at this base URL.")
+    ] = None,
+    at: Annotated[str | None, typer.Option("--at", help="With --once: evaluate as of this time (ISO, UTC).")] = None,
+) -> None:
+    """Measure data quality, drift, model quality and system health every monitor_interval_min; raise alerts."""
+    from bikeshare.inference.schedule import job_clock, run_until_signal
+    from bikeshare.lake.store import Lake
+    from bikeshare.monitoring.job import endpoint_source, run_monitor, run_monitor_loop
+    from bikeshare.monitoring.rules import RulesFileError, load_rules
+
+    settings = settings_of(ctx)
+    try:
+        clock = job_clock(replay_url=replay_clock, at=at, once=once)
+        rules = load_rules(settings.alert_rules_path)
+    except (ValueError, RulesFileError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    source = None if no_endpoint else endpoint_source(settings, endpoint)
+    lake = Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url)
+    if once:
+        result = run_monitor(lake=lake, settings=settings, now=clock(), endpoint_metrics_source=source, rules=rules)
+        typer.echo(result.summary())
+        return
+    typer.echo(
+        f"monitoring {lake.root} every {settings.monitor_interval_min} min"
+        + (f", scraping {source.url}/metrics" if source else "")
+        + " (Ctrl-C stops)"
+    )
+    runs = run_until_signal(
+        lambda stop: run_monitor_loop(
+            lake=lake,
+            settings=settings,
+            clock=clock,
+            stop=stop,
+            endpoint_metrics_source=source,
+            on_result=lambda r: typer.echo(r.summary()),
+        )
+    )
+    typer.echo(f"stopped after {runs} runs")
+
+
+drill_app = typer.Typer(
+    no_args_is_help=True,
+    help="Inject a real fault into a loop on the replay clock (own temp lake, MLflow, replay server, endpoint) "
+    "and time the alert: detection, routing, acknowledgement, resolution.",
+)
+app.add_typer(drill_app, name="drill")
+
+CycleOpt = Annotated[int | None, typer.Option("--cycle-min", min=5, help="Replay minutes per evaluation.")]
+WarmupOpt = Annotated[int | None, typer.Option("--warmup-cycles", min=1, help="Evaluations before the fault.")]
+MaxOpt = Annotated[int | None, typer.Option("--max-cycles", min=1, help="Evaluations to wait for fire/resolve.")]
+StartOpt = Annotated[str | None, typer.Option("--start", help="Replay start (ISO, UTC) within the recording.")]
+AckOpt = Annotated[
+    float | None,
+    typer.Option("--ack-after-min", min=0, help="Simulate a responder acking this many replay minutes after firing."),
+]
+WorkspaceOpt = Annotated[
+    Path | None, typer.Option("--workspace", help="Keep the drill's lake and MLflow store in this new folder.")
+]
+KeepOpt = Annotated[bool, typer.Option("--keep", help="Keep the temporary workspace and print where it is.")]
+
+
+def _run_drill(ctx: typer.Context, kind: str, options: dict[str, object], workspace: Path | None, keep: bool) -> None:
+    from bikeshare.monitoring.drills import DrillPlan, drill_in_workspace
+
+    settings = settings_of(ctx)
+    start = options.pop("start", None)
+    if start is not None:
+        from bikeshare.weather.job import parse_utc
+
+        try:
+            options["start"] = parse_utc(str(start))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--start") from exc
+    if workspace is not None and workspace.exists() and any(workspace.iterdir()):
+        raise typer.BadParameter(f"{workspace} is not empty: a drill needs a new folder", param_hint="--workspace")
+    try:
+        plan = DrillPlan.from_settings(kind, settings, **options)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(f"drill {kind}: {plan.describe_fault()}; alert expected from {', '.join(plan.expected_rules)}")
+    try:
+        report, kept = drill_in_workspace(
+            plan,
+            base_settings=settings,
+            workspace=workspace,
+            keep=keep,
+            progress=lambda m: typer.echo(f"  {m}"),
+            on_cycle=lambda c: typer.echo(f"  evaluation {c.index} {c.evaluated_at:%H:%M}Z ({c.phase}): {c.watched}"),
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo("")
+    typer.echo(report.table())
+    if kept is not None:
+        typer.echo(f"workspace kept in {kept} (bikeshare with BIKESHARE_LAKE_URI={kept / 'lake'} reads it)")
+    if not report.detected:
+        raise typer.Exit(1)
+
+
+@drill_app.command("feed-outage")
+def drill_feed_outage(
+    ctx: typer.Context,
+    fault: Annotated[str, typer.Option("--fault", help="Replay server fault: http_5xx | timeout.")] = "http_5xx",
+    score: Annotated[bool, typer.Option(help="Also run inference and actuals (the whole loop).")] = True,
+    cycle_min: CycleOpt = None,
+    warmup_cycles: WarmupOpt = None,
+    max_cycles: MaxOpt = None,
+    start: StartOpt = None,
+    ack_after_min: AckOpt = None,
+    workspace: WorkspaceOpt = None,
+    keep: KeepOpt = False,
+) -> None:
+    """The feed goes down (replay server faults on station_status): expect dead_feed."""
+    options = {"outage": fault, "score": score, "cycle_min": cycle_min, "warmup_cycles": warmup_cycles}
+    options.update(max_cycles=max_cycles, start=start, ack_after_min=ack_after_min)
+    _run_drill(ctx, "feed-outage", options, workspace, keep)
+
+
+@drill_app.command("drift")
+def drill_drift(
+    ctx: typer.Context,
+    factor: Annotated[float, typer.Option("--factor", help="Share of each station's bikes the feed keeps.")] = 0.5,
+    cycle_min: CycleOpt = None,
+    warmup_cycles: WarmupOpt = None,
+    max_cycles: MaxOpt = None,
+    start: StartOpt = None,
+    ack_after_min: AckOpt = None,
+    workspace: WorkspaceOpt = None,
+    keep: KeepOpt = False,
+) -> None:
+    """The feed's counts shift (bikes shown as docks): expect feature_drift and prediction_drift."""
+    options = {"drift_factor": factor, "cycle_min": cycle_min, "warmup_cycles": warmup_cycles}
+    options.update(max_cycles=max_cycles, start=start, ack_after_min=ack_after_min)
+    _run_drill(ctx, "drift", options, workspace, keep)
+
+
+@drill_app.command("latency")
+def drill_latency(
+    ctx: typer.Context,
+    delay_ms: Annotated[float, typer.Option("--delay-ms", min=1, help="Extra time of each scoring call.")] = 400.0,
+    cycle_min: CycleOpt = None,
+    warmup_cycles: WarmupOpt = None,
+    max_cycles: MaxOpt = None,
+    start: StartOpt = None,
+    ack_after_min: AckOpt = None,
+    workspace: WorkspaceOpt = None,
+    keep: KeepOpt = False,
+) -> None:
+    """The endpoint's models slow down: expect endpoint_latency."""
+    options = {"latency_s": delay_ms / 1000.0, "cycle_min": cycle_min, "warmup_cycles": warmup_cycles}
+    options.update(max_cycles=max_cycles, start=start, ack_after_min=ack_after_min)
+    _run_drill(ctx, "latency", options, workspace, keep)
 
 
 rebalance_app = typer.Typer(no_args_is_help=True, help="Rebalancing plans for the trucks (OR-Tools).")

@@ -276,6 +276,57 @@ class Settings(BaseSettings):
         1000, ge=10, description="Sorted reference values kept per feature baseline for KS."
     )
 
+    # --- monitor job (docs/monitoring_runbook.md) --------------------------------------------
+    monitor_window_min: int | None = Field(
+        None,
+        ge=1,
+        description="Minutes of live data one monitor run evaluates (drift, data quality, endpoint, batches); "
+        "default monitor_interval_min.",
+    )
+    monitor_drift_features: list[str] = Field(
+        default_factory=lambda: [
+            "bikes",
+            "ebikes",
+            "docks",
+            "bikes_disabled",
+            "docks_disabled",
+            "capacity",
+            "fill_ratio",
+            "ebike_share",
+            "bikes_mean_60",
+            "docks_mean_60",
+            "bikes_min_60",
+            "docks_min_60",
+            "bikes_max_60",
+            "docks_max_60",
+            "nb_bikes",
+            "nb_docks",
+            "nb_fill_ratio",
+        ],
+        description="Features whose PSI raises feature_drift alerts (all baselined features are scored and "
+        "stored); station-state features whose spread over an hour does not depend on the time of day.",
+    )
+    monitor_drift_min_rows: int = Field(
+        200, ge=1, description="Live rows a target needs before its drift is scored (fewer: not measured)."
+    )
+    monitor_quality_min_rows: int = Field(
+        500, ge=1, description="Joined predictions a target needs in 24 h before PR-AUC/F1 signals are raised."
+    )
+    monitor_latency_min_requests: int = Field(
+        20, ge=1, description="Requests a route needs in the window before its latency quantiles raise signals."
+    )
+    monitor_endpoint_url: str | None = Field(
+        None, description="Endpoint whose /metrics the monitor scrapes; default: endpoint_url (serve_host:serve_port)."
+    )
+    monitor_scrape_timeout_s: float = Field(5.0, gt=0, description="Timeout of one /metrics scrape.")
+
+    # --- drills (bikeshare drill ...) --------------------------------------------------------
+    drill_cycle_min: int = Field(15, ge=5, description="Replay minutes between two monitor evaluations in a drill.")
+    drill_warmup_cycles: int = Field(2, ge=1, description="Fault-free evaluations before a drill injects its fault.")
+    drill_max_cycles: int = Field(
+        4, ge=1, description="Evaluations a drill waits for the alert (after the fault) and for its resolution."
+    )
+
     # --- rebalancing (docs/optimization_extension.md) ----------------------------------------
     rebalance_trucks: int = Field(3, ge=1, description="Trucks available to a rebalancing plan.")
     rebalance_truck_capacity: int = Field(20, ge=1, description="Bikes one truck can carry.")

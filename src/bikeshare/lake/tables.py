@@ -563,6 +563,59 @@ ENDPOINT_METRICS = TableSpec(
     ),
 )
 
+MONITORING_RUNS = TableSpec(
+    name="monitoring_runs",
+    prefix="monitoring/runs",
+    grain=Grain.DAY,
+    description="One row per monitor run: its window, the signals it passed to the alert rules, what it fired "
+    "and routed, and the endpoint scrape the next run takes its deltas from.",
+    schema=pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("evaluated_at", UTC_TS),  # the run's 'now' (replay or real clock)
+            ("window_start", UTC_TS),
+            ("window_end", UTC_TS),
+            ("started_at", UTC_TS),  # wall clock
+            ("duration_s", pa.float64()),
+            ("status", pa.string()),  # ok | partial (a part could not be computed: see notes)
+            ("signals", pa.string()),  # JSON list of {name, value, labels, observed_at}
+            ("signals_measured", pa.int32()),
+            ("signals_missing", pa.int32()),
+            ("alerts_fired", pa.int32()),
+            ("alerts_resolved", pa.int32()),
+            ("routes_ok", pa.int32()),
+            ("routes_failed", pa.int32()),
+            ("notes", pa.string()),  # JSON list of strings: why a part was skipped or failed
+            ("endpoint", pa.string()),  # /metrics URL scraped (null: not scraped)
+            ("endpoint_scrape", pa.string()),  # JSON: cumulative counters of that scrape
+            ("fault_started_at", UTC_TS),  # drills: when the injected fault began
+        ]
+    ),
+)
+
+MONITOR_METRICS = TableSpec(
+    name="monitor_metrics",
+    prefix="monitoring/metrics",
+    grain=Grain.DAY,
+    description="Long table of what each monitor run measured: data quality (per feed and field), model "
+    "quality (24 h, per target and version), inference batches and job runs; one row per metric.",
+    schema=pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("evaluated_at", UTC_TS),
+            ("window_start", UTC_TS),
+            ("window_end", UTC_TS),
+            ("family", pa.string()),  # data_quality | model_quality | inference | jobs
+            ("metric", pa.string()),
+            ("subject", pa.string()),  # feed, field, job or target the metric is about ('' when global)
+            ("target", pa.string()),
+            ("alias", pa.string()),
+            ("model_version", pa.string()),
+            ("value", pa.float64()),
+        ]
+    ),
+)
+
 ALL_TABLES: tuple[TableSpec, ...] = (
     STATION_STATUS,
     STATION_INFORMATION,
@@ -581,4 +634,6 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     QUALITY,
     JOB_RUNS,
     ENDPOINT_METRICS,
+    MONITORING_RUNS,
+    MONITOR_METRICS,
 )

@@ -109,6 +109,11 @@ DERIVED_VIEWS: dict[str, str] = {
         SELECT * FROM drift_scores
         QUALIFY evaluated_at = max(evaluated_at) OVER (PARTITION BY city, target)
     """,
+    # What the newest monitor run per city measured (data quality, model quality, batches, jobs).
+    "monitor_metrics_latest": """
+        SELECT * FROM monitor_metrics
+        QUALIFY run_id = arg_max(run_id, evaluated_at) OVER (PARTITION BY city)
+    """,
     # ---- inference and feedback (bikeshare.inference) ----------------------------------------
     # The rows of the newest scored slot per city (served alias only, shadow rows left out).
     "inference_latest": """
