@@ -64,6 +64,24 @@ locals {
         { name = "drifting", type = "boolean" },
       ]
     }
+    endpoint_metrics = {
+      prefix      = "monitoring/endpoint"
+      grain       = "day"
+      description = "Endpoint latency and errors per monitoring window, scraped from its /metrics."
+      columns = [
+        { name = "observed_at", type = "timestamp" },
+        { name = "window_start", type = "timestamp" },
+        { name = "window_end", type = "timestamp" },
+        { name = "route", type = "string" },
+        { name = "requests", type = "bigint" },
+        { name = "errors", type = "bigint" },
+        { name = "error_rate", type = "double" },
+        { name = "p50_ms", type = "double" },
+        { name = "p95_ms", type = "double" },
+        { name = "p99_ms", type = "double" },
+        { name = "model_versions", type = "string" },
+      ]
+    }
     feature_baselines = {
       prefix      = "monitoring/baselines"
       grain       = "day"
@@ -78,6 +96,110 @@ locals {
         { name = "missing", type = "bigint" },
         { name = "created_at", type = "timestamp" },
         { name = "baseline", type = "string" },
+      ]
+    }
+    features = {
+      prefix      = "features"
+      grain       = "day"
+      description = "Model inputs and labels per station and 5-minute slot (feature_version 1); rebuilt per day by `bikeshare features build`."
+      columns = [
+        { name = "station_id", type = "string" },
+        { name = "slot", type = "timestamp" },
+        { name = "bikes", type = "int" },
+        { name = "ebikes", type = "int" },
+        { name = "docks", type = "int" },
+        { name = "bikes_disabled", type = "int" },
+        { name = "docks_disabled", type = "int" },
+        { name = "capacity", type = "int" },
+        { name = "fill_ratio", type = "float" },
+        { name = "ebike_share", type = "float" },
+        { name = "snapshot_age_min", type = "float" },
+        { name = "reported_age_min", type = "float" },
+        { name = "net_flow_15", type = "float" },
+        { name = "net_flow_30", type = "float" },
+        { name = "net_flow_60", type = "float" },
+        { name = "net_flow_120", type = "float" },
+        { name = "flow_accel_15", type = "float" },
+        { name = "docks_change_15", type = "float" },
+        { name = "docks_change_30", type = "float" },
+        { name = "docks_change_60", type = "float" },
+        { name = "ebike_flow_30", type = "float" },
+        { name = "bikes_mean_60", type = "float" },
+        { name = "bikes_std_60", type = "float" },
+        { name = "bikes_min_60", type = "float" },
+        { name = "bikes_max_60", type = "float" },
+        { name = "bikes_trend_60", type = "float" },
+        { name = "docks_trend_60", type = "float" },
+        { name = "docks_mean_60", type = "float" },
+        { name = "docks_std_60", type = "float" },
+        { name = "docks_min_60", type = "float" },
+        { name = "docks_max_60", type = "float" },
+        { name = "slots_seen_60", type = "float" },
+        { name = "short_bikes_slots_60", type = "float" },
+        { name = "short_docks_slots_60", type = "float" },
+        { name = "turnover_60", type = "float" },
+        { name = "bikes_min_120", type = "float" },
+        { name = "docks_min_120", type = "float" },
+        { name = "turnover_120", type = "float" },
+        { name = "bikes_mean_360", type = "float" },
+        { name = "docks_mean_360", type = "float" },
+        { name = "short_bikes_slots_360", type = "float" },
+        { name = "short_docks_slots_360", type = "float" },
+        { name = "lat", type = "double" },
+        { name = "lon", type = "double" },
+        { name = "region_code", type = "bigint" },
+        { name = "geo_cell", type = "bigint" },
+        { name = "nb_count", type = "float" },
+        { name = "nb_bikes", type = "float" },
+        { name = "nb_docks", type = "float" },
+        { name = "nb_bikes_w", type = "float" },
+        { name = "nb_docks_w", type = "float" },
+        { name = "nb_net_flow_30", type = "float" },
+        { name = "nb_short_bikes", type = "float" },
+        { name = "nb_short_docks", type = "float" },
+        { name = "nb_fill_ratio", type = "float" },
+        { name = "sys_net_flow_15", type = "float" },
+        { name = "sys_net_flow_30", type = "float" },
+        { name = "sys_fill_ratio", type = "float" },
+        { name = "region_net_flow_30", type = "float" },
+        { name = "cell_net_flow_30", type = "float" },
+        { name = "cell_bikes", type = "float" },
+        { name = "cell_docks", type = "float" },
+        { name = "hist_flow_h", type = "float" },
+        { name = "hist_bikes_h", type = "float" },
+        { name = "hist_docks_flow_h", type = "float" },
+        { name = "hist_short_bikes_h", type = "float" },
+        { name = "hist_short_docks_h", type = "float" },
+        { name = "hist_any_short_bikes_h", type = "float" },
+        { name = "hist_any_short_docks_h", type = "float" },
+        { name = "hist_days", type = "float" },
+        { name = "hist_smooth_flow_h", type = "float" },
+        { name = "hist_smooth_docks_flow_h", type = "float" },
+        { name = "hist_smooth_short_bikes_h", type = "float" },
+        { name = "hist_smooth_short_docks_h", type = "float" },
+        { name = "daytype_flow_h", type = "float" },
+        { name = "daytype_short_bikes_h", type = "float" },
+        { name = "daytype_short_docks_h", type = "float" },
+        { name = "week_bikes_h", type = "float" },
+        { name = "week_docks_h", type = "float" },
+        { name = "bikes_proj_trend", type = "float" },
+        { name = "bikes_proj_flow", type = "float" },
+        { name = "bikes_proj_hist", type = "float" },
+        { name = "docks_proj_trend", type = "float" },
+        { name = "docks_proj_flow", type = "float" },
+        { name = "docks_proj_hist", type = "float" },
+        { name = "hour_local", type = "float" },
+        { name = "weekday", type = "float" },
+        { name = "is_weekend", type = "float" },
+        { name = "is_holiday", type = "float" },
+        { name = "temp_c", type = "float" },
+        { name = "precip_mm", type = "float" },
+        { name = "wind_kmh", type = "float" },
+        { name = "condition_code", type = "float" },
+        { name = "bikes_t_h", type = "int" },
+        { name = "docks_t_h", type = "int" },
+        { name = "y_bikes", type = "boolean" },
+        { name = "y_docks", type = "boolean" },
       ]
     }
     inference = {
@@ -147,6 +269,66 @@ locals {
         { name = "row_pass_rate", type = "double" },
         { name = "masked_by_reason", type = "string" },
         { name = "path", type = "string" },
+      ]
+    }
+    job_runs = {
+      prefix      = "monitoring/job_runs"
+      grain       = "day"
+      description = "One row per run of a scheduled job (ingest, infer, actuals, monitor, retrain, plan)."
+      columns = [
+        { name = "run_id", type = "string" },
+        { name = "job", type = "string" },
+        { name = "scheduled_at", type = "timestamp" },
+        { name = "started_at", type = "timestamp" },
+        { name = "finished_at", type = "timestamp" },
+        { name = "duration_s", type = "double" },
+        { name = "lag_s", type = "double" },
+        { name = "status", type = "string" },
+        { name = "error", type = "string" },
+        { name = "details", type = "string" },
+      ]
+    }
+    monitor_metrics = {
+      prefix      = "monitoring/metrics"
+      grain       = "day"
+      description = "Long table of what each monitor run measured: data quality (per feed and field), model quality (24 h, per target and version), inference batches and job runs; one row per metric."
+      columns = [
+        { name = "run_id", type = "string" },
+        { name = "evaluated_at", type = "timestamp" },
+        { name = "window_start", type = "timestamp" },
+        { name = "window_end", type = "timestamp" },
+        { name = "family", type = "string" },
+        { name = "metric", type = "string" },
+        { name = "subject", type = "string" },
+        { name = "target", type = "string" },
+        { name = "alias", type = "string" },
+        { name = "model_version", type = "string" },
+        { name = "value", type = "double" },
+      ]
+    }
+    monitoring_runs = {
+      prefix      = "monitoring/runs"
+      grain       = "day"
+      description = "One row per monitor run: its window, the signals it passed to the alert rules, what it fired and routed, and the endpoint scrape the next run takes its deltas from."
+      columns = [
+        { name = "run_id", type = "string" },
+        { name = "evaluated_at", type = "timestamp" },
+        { name = "window_start", type = "timestamp" },
+        { name = "window_end", type = "timestamp" },
+        { name = "started_at", type = "timestamp" },
+        { name = "duration_s", type = "double" },
+        { name = "status", type = "string" },
+        { name = "signals", type = "string" },
+        { name = "signals_measured", type = "int" },
+        { name = "signals_missing", type = "int" },
+        { name = "alerts_fired", type = "int" },
+        { name = "alerts_resolved", type = "int" },
+        { name = "routes_ok", type = "int" },
+        { name = "routes_failed", type = "int" },
+        { name = "notes", type = "string" },
+        { name = "endpoint", type = "string" },
+        { name = "endpoint_scrape", type = "string" },
+        { name = "fault_started_at", type = "timestamp" },
       ]
     }
     plans = {
