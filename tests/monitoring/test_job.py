@@ -281,3 +281,31 @@ def test_cli_train_stores_the_baselines_with_the_version(
     run_id = client.get_model_version(model_name(CITY, "docks"), "1").run_id
     local = client.download_artifacts(run_id, BASELINE_ARTIFACT, str(tmp_path / "artifact"))
     assert baselines_from_json(Path(local).read_text()) == stored
+
+
+def test_job_run_signals_come_from_the_job_runs_rows(tmp_path: Path) -> None:
+    from bikeshare.lake.store import Lake
+    from bikeshare.lake.tables import JOB_RUNS
+    from bikeshare.monitoring.signals import Window, measure_jobs
+
+    lake = Lake.open(str(tmp_path / "lake"))
+    start = pd.Timestamp("2023-03-09T20:00Z")
+    rows = pd.DataFrame(
+        {
+            "run_id": ["a", "b", "c", "d", "e"],
+            "job": ["infer", "infer", "infer", "ingest", "infer"],
+            "scheduled_at": [start + pd.Timedelta(minutes=m) for m in (5, 10, 15, 15, -30)],
+            "status": ["ok", "failed", "ok", "ok", "failed"],
+            "duration_s": [1.0, 3.0, 2.0, 0.5, 9.0],
+            "lag_s": [0.5, 4.0, 1.0, 0.2, 60.0],
+        }
+    )
+    rows["started_at"] = rows["scheduled_at"] + pd.to_timedelta(rows["lag_s"], unit="s")
+    lake.write(JOB_RUNS, rows, city=CITY, dt="2023-03-09", name="runs")
+    part = measure_jobs(lake, city=CITY, window=Window(start, start + pd.Timedelta(minutes=20)))
+    signals = {(s.name, s.labels["job"]): s.value for s in part.signals}
+    # run 'e' started before the window: left out
+    assert signals[("job_failure_rate", "infer")] == pytest.approx(1 / 3)
+    assert signals[("job_lag_s", "infer")] == pytest.approx(4.0)
+    assert signals[("job_duration_p95_s", "infer")] == pytest.approx(np.quantile([1.0, 3.0, 2.0], 0.95))
+    assert signals[("job_failure_rate", "ingest")] == 0.0

@@ -173,7 +173,17 @@ def measure_data_quality(lake: Lake, *, city: str, window: Window) -> Part:
         part.signals.append(Signal("ingest_fetch_failures", float(outcomes.get("fetch_failed", 0)), {"feed": feed}))
         if worst is None:
             part.notes.append(f"{feed}: no live batch committed in the window: data delay not measured")
-    last = last_live_commit(lake, city=city, feed=STATUS_FEED, at=window.end)
+    # The window's day partitions are already read; older days only when they hold no commit.
+    recent = (
+        live[(live["feed"] == STATUS_FEED) & (live["outcome"] == "committed") & (live["committed_at"] <= window.end)]
+        if len(live)
+        else live
+    )
+    last = (
+        pd.Timestamp(recent["committed_at"].max())
+        if len(recent)
+        else last_live_commit(lake, city=city, feed=STATUS_FEED, at=window.end)
+    )
     if last is None:
         part.notes.append(
             f"{STATUS_FEED}: no live commit in the last {LAST_COMMIT_LOOKBACK_DAYS} days (dead-feed rule: never seen)"
