@@ -152,7 +152,7 @@ def test_top_n_orders_filters_and_suggests_dispatch(world_env: World) -> None:
 
 def test_model_health_shows_versions_kpis_drift_and_history(world_env: World) -> None:
     at = run_page("model_health.py")
-    assert context.registry_loader(context.page_context()).wait(120)
+    assert context.registry_loader(context.page_context().settings).wait(120)
     at.run()
     assert not at.exception
     frames = [d.value for d in at.dataframe]

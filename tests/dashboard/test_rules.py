@@ -94,6 +94,5 @@ def test_the_app_rebuilds_the_same_settings_from_the_environment(
 
 def test_streamlit_is_started_headless_on_loopback() -> None:
     command = streamlit_command(port=8765, python="/usr/bin/python3")
-    assert command[:4] == ["/usr/bin/python3", "-m", "streamlit", "run"]
-    assert command[4].endswith("bikeshare/dashboard/app.py")
+    assert command[:3] == ["/usr/bin/python3", "-m", "bikeshare.dashboard.serve"]
     assert {"--server.headless=true", "--server.address=127.0.0.1", "--server.port=8765"} <= set(command)

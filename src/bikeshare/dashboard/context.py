@@ -82,9 +82,8 @@ def _registry_loader(tracking_uri: str, city: str, max_age_s: float, _settings: 
     return RegistryLoader(settings=_settings, max_age_s=max_age_s)
 
 
-def registry_loader(ctx: PageContext) -> RegistryLoader:
+def registry_loader(settings: Settings) -> RegistryLoader:
     """The process's background reader of the MLflow registry for this store and city."""
-    settings = ctx.settings
     return _registry_loader(settings.tracking_uri, settings.city, max(settings.dashboard_cache_ttl_s, 60.0), settings)
 
 
@@ -121,7 +120,7 @@ def sidebar(ctx: PageContext) -> None:
 def page_done(ctx: PageContext) -> None:
     """End of every page: start the background registry read (if stale) once the page is drawn, so
     that it does not compete with the page's own work and Model health finds it done."""
-    registry_loader(ctx).poll()
+    registry_loader(ctx.settings).poll()
 
 
 HISTORY_CHOICES = (1, 3, 7, 14, 28)

@@ -39,13 +39,12 @@ def settings_env(settings: Settings, base: Mapping[str, str] | None = None) -> d
 
 
 def streamlit_command(*, port: int, python: str | None = None) -> list[str]:
-    """The ``streamlit run`` command line: headless, loopback only, no usage statistics, no file watcher."""
+    """The server command line: ``streamlit run`` on the app (through :mod:`bikeshare.dashboard.serve`,
+    which warms the process up first), headless, loopback only, no usage statistics, no file watcher."""
     return [
         python or sys.executable,
         "-m",
-        "streamlit",
-        "run",
-        str(APP_FILE),
+        "bikeshare.dashboard.serve",
         "--server.headless=true",
         "--server.address=127.0.0.1",
         f"--server.port={port}",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import OrderedDict
 from datetime import timedelta
 from typing import Any, NamedTuple
 
@@ -24,6 +25,23 @@ from bikeshare.lake.tables import ALL_TABLES, Grain, TableSpec
 from bikeshare.lake.views import DERIVED_VIEWS
 
 VIEW_NAMES: tuple[str, ...] = (*(spec.name for spec in ALL_TABLES), *DERIVED_VIEWS)
+# The views the pages read (the map reads inference and station_status by partition folder).
+PAGE_VIEWS: tuple[str, ...] = (
+    "system_information",
+    "station_information_current",
+    "plan_summary",
+    "plan_stops",
+    "quality",
+    "drift_latest",
+    "promotions",
+    "endpoint_metrics",
+    "inference_batches",
+    "job_runs",
+    "alerts",
+    "ingest_log",
+    "quarantine",
+)
+DAY_CACHE_ENTRIES = 256  # day aggregates kept per process (a day of quality aggregates is ~1 MB)
 _KEEP = 3600  # seconds an unused cached result may stay in memory (the epoch decides freshness)
 _ENTRIES = 256
 
@@ -85,6 +103,7 @@ class LakeReader:
         self._created: set[str] = set()
         self._empty: set[str] = set()
         self._checked_epoch: int | None = None
+        self._days: OrderedDict[tuple[str, ...], Any] = OrderedDict()
 
     def _ensure(self, sql: str) -> None:
         mentioned = {name for name in VIEW_NAMES if re.search(rf"\b{name}\b", sql)}
@@ -101,6 +120,23 @@ class LakeReader:
         rows = self._con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()
         names = {spec.name for spec in ALL_TABLES}
         return {name for name, sql in rows if name in names and "read_parquet" not in sql}
+
+    def day_cached(self, key: tuple[str, ...], compute: Any) -> Any:
+        """A result keyed by its input's content (e.g. a day and its file count), kept for the process (LRU)."""
+        with self._lock:
+            if key in self._days:
+                self._days.move_to_end(key)
+                return self._days[key]
+        value = compute()
+        with self._lock:
+            self._days[key] = value
+            while len(self._days) > DAY_CACHE_ENTRIES:
+                self._days.popitem(last=False)
+        return value
+
+    def prepare(self, views: tuple[str, ...] = PAGE_VIEWS) -> None:
+        """Create the views now (server start) rather than at the first page that needs them."""
+        self._ensure(" ".join(views))
 
     def refresh(self, epoch: int) -> None:
         """Rebuild the views of tables that were empty (at most once per cache period)."""
@@ -353,29 +389,40 @@ def _since_day(latest_day: str, days: int) -> str:
     return _day(pd.Timestamp(latest_day, tz="UTC") - timedelta(days=days))
 
 
-# The joined served predictions of the recent days, read once per cache period for three panels.
-_RECENT_QUALITY = """
-    CREATE TEMP TABLE recent_quality AS
+# ---- model health: online quality from per-day aggregates ----------------------------------------
+# A day partition of ``quality`` holds a file per scored slot (≈300 a day); reading them is what
+# costs. Each day is reduced once to small additive aggregates (hourly score bins as in the
+# ``quality_hourly_bins`` view, persistence bins and calibration sums per local day), kept by the
+# reader until the day gains a file, so a page view re-reads only the day actuals are writing to.
+
+_DAY_ROWS = """
+    CREATE TEMP TABLE day_quality AS
     SELECT city, target, alias, model_name, model_version, shadow, target_time, probability, decision,
-           actual_label, current_count, status
-    FROM quality WHERE city = ? AND dt >= ? AND status = 'joined' AND NOT shadow
+           actual_label, current_count, status,
+           CAST(date_trunc('day', timezone('{tz}', target_time)) AS DATE) AS local_day
+    FROM {source} WHERE status = 'joined' AND NOT shadow
+"""
+
+_DAY_PERSISTENCE = """
+    SELECT target, local_day, 'model' AS scorer, round(probability, 3) AS score,
+           count(*) FILTER (WHERE actual_label) AS pos, count(*) AS n
+    FROM day_quality WHERE current_count IS NOT NULL GROUP BY ALL
+    UNION ALL
+    SELECT target, local_day, 'persistence' AS scorer, -CAST(current_count AS DOUBLE) AS score,
+           count(*) FILTER (WHERE actual_label) AS pos, count(*) AS n
+    FROM day_quality WHERE current_count IS NOT NULL GROUP BY ALL
+"""
+
+_DAY_CALIBRATION = """
+    SELECT target, local_day, least(floor(probability * 10), 9) / 10 AS bin_start,
+           sum(probability) AS sum_p, sum(CAST(actual_label AS DOUBLE)) AS sum_y, count(*) AS n
+    FROM day_quality GROUP BY ALL
 """
 
 _LIFT = """
-    WITH q AS (
-        SELECT target, CAST(date_trunc('day', timezone('{tz}', target_time)) AS DATE) AS day,
-               round(probability, 3) AS model_score, -CAST(current_count AS DOUBLE) AS persistence_score,
-               actual_label AS y
-        FROM recent_quality
-        WHERE current_count IS NOT NULL
-          AND target_time > (SELECT max(target_time) FROM recent_quality) - to_days({days})
-    ), scored AS (
-        SELECT target, day, 'model' AS scorer, model_score AS score, y FROM q
-        UNION ALL
-        SELECT target, day, 'persistence' AS scorer, persistence_score AS score, y FROM q
-    ), bins AS (
-        SELECT target, day, scorer, score, count(*) FILTER (WHERE y) AS pos, count(*) AS n
-        FROM scored GROUP BY ALL
+    WITH bins AS (
+        SELECT target, local_day AS day, scorer, score, sum(pos) AS pos, sum(n) AS n
+        FROM lift_bins GROUP BY ALL
     ), cum AS (
         SELECT *, sum(pos) OVER w AS tp_at, sum(n) OVER w AS n_at FROM bins
         WINDOW w AS (PARTITION BY target, day, scorer ORDER BY score DESC ROWS UNBOUNDED PRECEDING)
@@ -386,49 +433,101 @@ _LIFT = """
 """
 
 _CALIBRATION = """
-    SELECT target, least(floor(probability * 10), 9) / 10 AS bin_start,
-           avg(probability) AS predicted, avg(CAST(actual_label AS DOUBLE)) AS observed, count(*) AS rows
-    FROM recent_quality
-    WHERE target_time > (SELECT max(target_time) FROM recent_quality) - to_days({days})
-    GROUP BY ALL ORDER BY target, bin_start
+    SELECT target, bin_start, sum(sum_p) / sum(n) AS predicted, sum(sum_y) / sum(n) AS observed,
+           sum(n) AS rows
+    FROM calibration_sums GROUP BY ALL ORDER BY target, bin_start
 """
 
 
-def _recent_rolling_sql() -> str:
-    """The ``quality_rolling_24h`` view's own SQL, over hourly bins of ``recent_quality``."""
+def _day_bins_sql() -> str:
+    """The ``quality_hourly_bins`` view's own SQL, over ``day_quality``."""
     bins = DERIVED_VIEWS["quality_hourly_bins"]
-    rolling = DERIVED_VIEWS["quality_rolling_24h"].strip()
     source = "FROM quality WHERE status = 'joined'"
-    if source not in bins or not rolling.startswith("WITH ") or "quality_hourly_bins" not in rolling:
-        raise RuntimeError("lake/views.py changed the quality views: update dashboard.queries._recent_rolling_sql")
-    bins = bins.replace(source, "FROM recent_quality WHERE status = 'joined'")
-    rolling = rolling.replace("quality_hourly_bins", "_recent_bins").removeprefix("WITH ")
-    return f"WITH _recent_bins AS ({bins}), {rolling} ORDER BY target, window_end"
+    if source not in bins:
+        raise RuntimeError("lake/views.py changed quality_hourly_bins: update dashboard.queries._day_bins_sql")
+    return bins.replace(source, "FROM day_quality WHERE status = 'joined'")
+
+
+def _recent_rolling_sql() -> str:
+    """The ``quality_rolling_24h`` view's own SQL, over the hourly bins registered as ``recent_bins``."""
+    rolling = DERIVED_VIEWS["quality_rolling_24h"].strip()
+    if not rolling.startswith("WITH ") or "quality_hourly_bins" not in rolling:
+        raise RuntimeError("lake/views.py changed quality_rolling_24h: update dashboard.queries._recent_rolling_sql")
+    return rolling.replace("quality_hourly_bins", "recent_bins") + " ORDER BY target, window_end"
+
+
+def _quality_day(src: Source, epoch: int, day: str, tz: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(hourly bins, persistence/model bins per local day, calibration sums) of one quality day partition."""
+    if "'" in tz:
+        raise ValueError(f"bad time zone name {tz!r}")
+    lake = reader(src, epoch)
+    source = f"({lake.lake.scan_sql(spec_of('quality'), city=src.city, dts=[day])})"
+    setup = [(_DAY_ROWS.format(tz=tz, source=source), [])]
+    bins, lift, calibration = lake.frames(setup, [_day_bins_sql(), _DAY_PERSISTENCE, _DAY_CALIBRATION])
+    return bins, lift, calibration
+
+
+def quality_days(src: Source, epoch: int, days: int, tz: str) -> list[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
+    """Aggregates of the ``days + 1`` newest quality days, each computed once per content: the
+    reader's day cache is keyed by the day and its number of files (actuals only ever add files),
+    so only a day that received rows since is read again."""
+    latest = latest_partitions(src, epoch, "quality", 1)
+    if not latest:
+        return []
+    newest = pd.Timestamp(latest[0], tz="UTC")
+    available = set(partition_list(src, epoch, "quality"))
+    lake = reader(src, epoch)
+    out = []
+    for k in range(days, -1, -1):
+        day = _day(newest - timedelta(days=k))
+        if day not in available:
+            continue
+        files = len(lake.lake.files(spec_of("quality"), city=src.city, dts=[day]))
+        key = ("quality", src.city, day, tz, str(files))
+        out.append(lake.day_cached(key, lambda d=day: _quality_day(src, epoch, d, tz)))
+    return out
 
 
 @_cached
 def quality_panels(src: Source, epoch: int, days: int, tz: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Online quality of the served alias over the last ``days`` (days of target_time), from one read:
+    """Online quality of the served alias over the last ``days``:
 
     - PR-AUC, F1, precision, recall per 24 h window ending at each hour (``quality_rolling_24h``'s
-      definition), windows ending within the last ``days``;
+      definition; one day more is read so that the first windows are full 24 h ones);
     - PR-AUC per local day of the model and of persistence (score = minus the count at prediction
-      time) on the same joined rows;
-    - calibration: mean predicted probability against the observed rate in 10 bins.
+      time) on the same joined rows, for the last ``days`` local days;
+    - calibration over those local days: mean predicted probability against the observed rate in 10 bins.
     """
-    latest = latest_partitions(src, epoch, "quality", 1)
-    if not latest:
+    parts = quality_days(src, epoch, days, tz)
+    if not parts:
         return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
-    if "'" in tz:
-        raise ValueError(f"bad time zone name {tz!r}")
-    since = _since_day(latest[0], days + 1)  # one day more: the first windows are full 24 h ones
-    rolling, lift, calibration = reader(src, epoch).frames(
-        [(_RECENT_QUALITY, [src.city, since])],
-        [_recent_rolling_sql(), _LIFT.format(tz=tz, days=int(days)), _CALIBRATION.format(days=int(days))],
-    )
+    bins = pd.concat([b for b, _, _ in parts], ignore_index=True)
+    lift_bins = pd.concat([lb for _, lb, _ in parts], ignore_index=True)
+    sums = pd.concat([c for _, _, c in parts], ignore_index=True)
+    if bins.empty:
+        return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
+    last_day = lift_bins["local_day"].max()
+    keep = lift_bins["local_day"] > last_day - timedelta(days=days)
+    lift_bins, sums = lift_bins[keep], sums[sums["local_day"] > last_day - timedelta(days=days)]
+    cursor = duckdb.connect()
+    try:
+        cursor.execute("SET TimeZone = 'UTC'")
+        cursor.register("recent_bins", bins)
+        cursor.register("lift_bins", lift_bins)
+        cursor.register("calibration_sums", sums)
+        rolling = cursor.execute(_recent_rolling_sql()).df()
+        lift = cursor.execute(_LIFT).df()
+        calibration = cursor.execute(_CALIBRATION).df()
+    finally:
+        cursor.close()
     if not rolling.empty:
         rolling = rolling[rolling["window_end"] > rolling["window_end"].max() - timedelta(days=days)]
     return rolling.reset_index(drop=True), lift, calibration
+
+
+def warm_quality(src: Source, epoch: int, days: int, tz: str) -> None:
+    """Fill the reader's day cache for the default history (server start)."""
+    quality_days(src, epoch, days, tz)
 
 
 @_cached

@@ -1,18 +1,23 @@
 """Model metadata from the MLflow registry, read in the background so that no page waits for MLflow.
 
-Importing MLflow and opening its store takes seconds; the Model health page shows the lake's
-panels at once and the registry panel as soon as :class:`RegistryLoader` has a snapshot.
+Importing MLflow and opening its store takes seconds of CPU that would hold the dashboard's GIL, so
+:class:`RegistryLoader` runs ``python -m bikeshare.dashboard.registry_view`` in a child process
+(settings passed as ``BIKESHARE_*`` variables) and reads its JSON answer. The Model health page
+shows the lake's panels at once and the registry panel as soon as the loader has a snapshot.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-from bikeshare.settings import Settings
+from bikeshare.settings import Settings, load_settings
 
 TARGETS: tuple[str, ...] = ("bikes", "docks")
 ALIASES: tuple[str, ...] = ("production", "staging")
@@ -55,6 +60,7 @@ class RegistryLoader:
 
     settings: Settings
     max_age_s: float
+    timeout_s: float = 120.0
     snapshot: pd.DataFrame | None = None
     error: str | None = None
     loaded_at: float | None = None
@@ -81,12 +87,43 @@ class RegistryLoader:
         return True
 
     def _load(self) -> None:
+        from bikeshare.dashboard.launch import settings_env
+
+        snapshot: pd.DataFrame | None = None
         try:
-            snapshot, error = registry_snapshot(self.settings), None
-        except Exception as exc:  # shown on the page; the dashboard itself keeps running
-            snapshot, error = None, f"{type(exc).__name__}: {exc}"
+            done = subprocess.run(
+                [sys.executable, "-m", "bikeshare.dashboard.registry_view"],
+                env=settings_env(self.settings),
+                capture_output=True,
+                text=True,
+                timeout=self.timeout_s,
+                check=False,
+            )
+            answer = json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else {}
+            if "rows" in answer:
+                snapshot, error = pd.DataFrame(answer["rows"]).reindex(columns=COLUMNS), None
+            else:
+                error = answer.get("error") or f"exit {done.returncode}: {done.stderr.strip()[-500:]}"
+        except subprocess.TimeoutExpired:
+            error = f"no answer within {self.timeout_s:.0f} s"
+        except (OSError, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
         with self._lock:
             if snapshot is not None:
                 self.snapshot = snapshot
             self.error = error
             self.loaded_at = time.monotonic()
+
+
+def main() -> None:
+    """Child process: print the registry snapshot as one JSON line (``rows`` or ``error``)."""
+    try:
+        frame = registry_snapshot(load_settings())
+    except Exception as exc:  # the parent shows it on the page
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
+        sys.exit(3)
+    print(json.dumps({"rows": json.loads(frame.to_json(orient="records"))}))
+
+
+if __name__ == "__main__":
+    main()

@@ -25,7 +25,7 @@ TARGET_TITLES = {"bikes": "no bikes", "docks": "no docks"}
 @st.fragment(run_every=1.0)
 def _wait_for_registry(ctx: PageContext) -> None:
     """Polls the background registry read each second; reruns the page once it has an answer."""
-    snapshot, error, _ = registry_loader(ctx).poll()
+    snapshot, error, _ = registry_loader(ctx.settings).poll()
     if snapshot is not None or error is not None:
         st.rerun()
     st.info(f"Reading the MLflow registry at `{redact(ctx.settings.tracking_uri)}` …")
@@ -33,7 +33,7 @@ def _wait_for_registry(ctx: PageContext) -> None:
 
 def registry_panel(ctx: PageContext) -> None:
     """Production and staging versions per target from the registry (read in the background)."""
-    snapshot, error, _ = registry_loader(ctx).poll()
+    snapshot, error, _ = registry_loader(ctx.settings).poll()
     if snapshot is None and error is None:
         _wait_for_registry(ctx)
         return
