@@ -135,6 +135,21 @@ def test_conditional_request_gets_304_until_the_snapshot_changes(
     assert orjson.loads(changed.body)["last_updated"] > orjson.loads(first.body)["last_updated"]
 
 
+def test_a_304_does_not_renew_the_old_ttl(
+    replay: Callable[..., ReplayServer], harness: Callable[..., Harness]
+) -> None:
+    server = replay("2.3", paused=False, speed=1.0)
+    h = harness(server.discovery_url)
+    first = h.client.fetch("station_status")
+    assert first.ttl is not None and first.ttl > 0
+    h.clock.t += first.ttl
+    revalidated = h.client.fetch("station_status")
+    assert revalidated.not_modified and h.count("/station_status.json") == 2
+    # the server may publish the next snapshot any moment now: the next fetch asks it again
+    after = h.client.fetch("station_status")
+    assert not after.from_ttl_cache and h.count("/station_status.json") == 3
+
+
 def test_retries_5xx_with_jittered_backoff_then_recovers(
     replay: Callable[..., ReplayServer], harness: Callable[..., Harness]
 ) -> None:

@@ -374,7 +374,10 @@ class GbfsClient:
 
     def _not_modified(self, feed: str, url: str, cached: _FeedCache, attempt: int) -> FetchResult:
         self.breaker.record_success()
-        cached.expires_at = self._clock() + (cached.ttl or 0)
+        # A 304 carries no body, hence no new ttl: the old document's ttl ran out and it is unchanged
+        # so far. Renewing the old ttl here would skip an update the server publishes meanwhile; the
+        # next fetch asks again (the poll interval keeps that polite).
+        cached.expires_at = self._clock()
         return FetchResult(
             feed=feed,
             url=url,
