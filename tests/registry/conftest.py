@@ -39,7 +39,12 @@ def _cities() -> Iterator[int]:
 @pytest.fixture
 def registry(store: tuple[Path, object], _cities: Iterator[int], tmp_path: Path) -> Registry:
     state, client = store
+    # The offline gate is tested here; production admission (online hours) in tests/orchestration.
     settings = Settings(
-        city=f"c{next(_cities)}", state_dir=state, lake_uri=str(tmp_path / "lake"), weather_enabled=False
+        city=f"c{next(_cities)}",
+        state_dir=state,
+        lake_uri=str(tmp_path / "lake"),
+        weather_enabled=False,
+        staging_min_online_hours=0,
     )
     return Registry(settings=settings, client=client, lake=Lake.open(settings.lake_uri), work=tmp_path)

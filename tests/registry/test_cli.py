@@ -22,6 +22,7 @@ def cli(registry):
         "BIKESHARE_STATE_DIR": str(registry.settings.state_dir),
         "BIKESHARE_LAKE_URI": registry.settings.lake_uri,
         "BIKESHARE_WEATHER_ENABLED": "false",
+        "BIKESHARE_STAGING_MIN_ONLINE_HOURS": "0",
     }
     runner = CliRunner()
 

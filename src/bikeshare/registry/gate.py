@@ -1,8 +1,8 @@
 """The promotion gate: a list of named checks over evaluation reports, pure and side-effect free.
 
 Each check reads a :class:`GateInput` and returns a :class:`CheckResult`. The verdict passes when
-every check passes. New rules (for example an admission rule for ``production``) are new functions
-appended to the list :func:`default_checks` returns, nothing else changes.
+every check passes. Rules are functions in the list :func:`default_checks` returns; ``production``
+adds the admission rule on staging's online quality (:data:`ADMISSION_CHECKS`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
+from bikeshare.registry.online import OnlineQuality
 from bikeshare.training.report import EvaluationReport, ScoreMetrics
 
 
@@ -21,6 +22,11 @@ class GateInput:
 
     ``holder`` is the current alias holder scored on the candidate's test window (``None`` when
     nobody holds the alias, or when scoring it failed: then ``holder_error`` says why).
+
+    Production admission (alias ``production``, ``min_online_hours`` > 0): ``online`` is the
+    candidate's online quality as ``staging``, ``online_holder`` the production holder's over the
+    same target times (``None`` when nobody holds production); ``online_error`` says why they are
+    missing.
     """
 
     candidate: EvaluationReport
@@ -33,6 +39,10 @@ class GateInput:
     holder_version: str | None = None
     holder: EvaluationReport | None = None
     holder_error: str | None = None
+    min_online_hours: float = 0.0
+    online: OnlineQuality | None = None
+    online_holder: OnlineQuality | None = None
+    online_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -180,10 +190,110 @@ def no_worse_than_holder_onsets(gate: GateInput) -> CheckResult:
     return _no_worse_than_holder(gate, "onsets")
 
 
+# --- production admission: staging's online quality ------------------------------------------
+
+
+def _admission_off(gate: GateInput) -> bool:
+    return gate.alias != "production" or gate.min_online_hours <= 0
+
+
+def _online_missing(name: str, gate: GateInput) -> CheckResult | None:
+    if gate.online is None:
+        reason = gate.online_error or "it was not measured"
+        return CheckResult(name, False, f"staging's online quality is unknown: {reason}")
+    return None
+
+
+def staging_online_hours(gate: GateInput) -> CheckResult:
+    """Production admission: staging has been scored online (served or in shadow) long enough."""
+    name = "staging_online_hours"
+    if _admission_off(gate):
+        return CheckResult(name, True, "no online soak required (staging_min_online_hours = 0)")
+    missing = _online_missing(name, gate)
+    if missing is not None or gate.online is None:
+        return missing or CheckResult(name, False, "no online quality")
+    online = gate.online
+    ok = online.hours >= gate.min_online_hours
+    return CheckResult(
+        name,
+        ok,
+        f"v{online.version} has {online.hours:.2f} h of joined online predictions as {online.alias} "
+        f"({online.span}, {online.rows} rows) {'>=' if ok else '<'} {gate.min_online_hours:g} h",
+        online.hours,
+        gate.min_online_hours,
+    )
+
+
+def _online_kpi(gate: GateInput, name: str, metric: str, required: float) -> CheckResult:
+    if _admission_off(gate):
+        return CheckResult(name, True, "no online soak required (staging_min_online_hours = 0)")
+    missing = _online_missing(name, gate)
+    if missing is not None or gate.online is None:
+        return missing or CheckResult(name, False, "no online quality")
+    value = getattr(gate.online, metric)
+    label = {"pr_auc": "online PR-AUC", "f1": "online F1"}[metric]
+    return _at_least(name, value, required, f"{label} of v{gate.online.version} ({gate.online.rows} rows)")
+
+
+def staging_online_pr_auc(gate: GateInput) -> CheckResult:
+    """Production admission: staging's online PR-AUC meets the KPI."""
+    return _online_kpi(gate, "staging_online_pr_auc", "pr_auc", gate.kpi_min_pr_auc)
+
+
+def staging_online_f1(gate: GateInput) -> CheckResult:
+    """Production admission: staging's online F1 meets the KPI."""
+    return _online_kpi(gate, "staging_online_f1", "f1", gate.kpi_min_f1)
+
+
+def staging_online_no_worse_than_production(gate: GateInput) -> CheckResult:
+    """Production admission: staging's online PR-AUC and F1 are no worse than production's over the same hours."""
+    name = "staging_online_no_worse_than_production"
+    if _admission_off(gate):
+        return CheckResult(name, True, "no online soak required (staging_min_online_hours = 0)")
+    missing = _online_missing(name, gate)
+    if missing is not None or gate.online is None:
+        return missing or CheckResult(name, False, "no online quality")
+    if gate.holder_version is None or gate.holder_version == gate.candidate_version:
+        return CheckResult(name, True, "nobody else holds production: nothing to compare with")
+    holder = gate.online_holder
+    if holder is None or not holder.rows:
+        return CheckResult(
+            name,
+            False,
+            f"production v{gate.holder_version} has no joined predictions at staging's target times "
+            f"({gate.online.span}): they cannot be compared",
+        )
+    drop = gate.max_holder_drop
+    worse = []
+    for metric in ("pr_auc", "f1"):
+        mine, theirs = getattr(gate.online, metric), getattr(holder, metric)
+        if theirs is not None and (mine is None or mine < theirs - drop):
+            worse.append(f"{metric} {_num(mine)} < {_num(theirs)} - {drop:g}")
+    detail = (
+        f"over {holder.hours:.2f} h of the same target times, staging v{gate.online.version} PR-AUC "
+        f"{_num(gate.online.pr_auc)} F1 {_num(gate.online.f1)} vs production v{holder.version} PR-AUC "
+        f"{_num(holder.pr_auc)} F1 {_num(holder.f1)}"
+    )
+    if worse:
+        detail += "; worse: " + ", ".join(worse)
+    return CheckResult(name, not worse, detail, gate.online.pr_auc, holder.pr_auc)
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+ADMISSION_CHECKS: tuple[Check, ...] = (
+    staging_online_hours,
+    staging_online_pr_auc,
+    staging_online_f1,
+    staging_online_no_worse_than_production,
+)
+
+
 def default_checks(alias: str) -> list[Check]:
-    """The checks promotion to ``alias`` runs, in order (the same for staging and production today)."""
-    del alias  # an admission rule for production will branch here
-    return [
+    """The checks promotion to ``alias`` runs, in order; ``production`` adds the online admission checks."""
+    checks: list[Check] = [
         kpi_pr_auc,
         kpi_f1,
         beats_persistence_all,
@@ -192,6 +302,9 @@ def default_checks(alias: str) -> list[Check]:
         no_worse_than_holder_all,
         no_worse_than_holder_onsets,
     ]
+    if alias == "production":
+        checks.extend(ADMISSION_CHECKS)
+    return checks
 
 
 def run_gate(gate: GateInput, checks: Sequence[Check] | None = None) -> GateVerdict:

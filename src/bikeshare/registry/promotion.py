@@ -38,6 +38,7 @@ from bikeshare.registry.client import (
     uri_of,
 )
 from bikeshare.registry.gate import Check, GateInput, GateVerdict, run_gate
+from bikeshare.registry.online import OnlineQuality, online_quality
 from bikeshare.registry.tracking import TAG_PREFIX, load_report
 from bikeshare.training.bundle import ModelBundle
 from bikeshare.training.report import EvaluationReport
@@ -93,14 +94,15 @@ def promote(
     force: bool = False,
     checks: Sequence[Check] | None = None,
 ) -> PromotionOutcome:
-    """Gate ``version`` (default: the latest) of ``bikeshare-<city>-<target>`` for ``alias``.
+    """Gate ``version`` of ``bikeshare-<city>-<target>`` for ``alias`` (default: :func:`default_candidate`).
 
     The verdict is recorded either way (audit row + version tags). A passing version takes the
-    alias; a failing one does not, unless ``force`` (recorded as ``forced``).
+    alias; a failing one does not, unless ``force`` (recorded as ``forced``). Promotion to
+    ``production`` also checks staging's online quality (``staging_min_online_hours`` > 0).
     """
     _check_alias(alias)
     name = model_name(settings.city, target)
-    candidate = get_version(client, name, version) if version else latest_version(client, name)
+    candidate = get_version(client, name, version) if version else default_candidate(client, name, alias)
     holder = alias_holder(client, name, alias)
     if holder is not None and holder.version == candidate.version:
         return PromotionOutcome(
@@ -109,6 +111,10 @@ def promote(
         )  # fmt: skip
     report = load_report(client, candidate.run_id)
     holder_report, holder_error = (None, None) if holder is None else _score_holder(client, holder, report, evaluator)
+    admission = alias == "production" and settings.staging_min_online_hours > 0
+    online, online_holder, online_error = (
+        _online_inputs(lake, settings, name, candidate.version, holder) if admission else (None, None, None)
+    )
     verdict = run_gate(
         GateInput(
             candidate=report,
@@ -121,6 +127,10 @@ def promote(
             holder_version=holder.version if holder else None,
             holder=holder_report,
             holder_error=holder_error,
+            min_online_hours=settings.staging_min_online_hours if admission else 0.0,
+            online=online,
+            online_holder=online_holder,
+            online_error=online_error,
         ),
         checks,
     )
@@ -146,6 +156,35 @@ def promote(
     _tag_version(client, name, candidate.version, alias, _action_tags(event))
     return PromotionOutcome(name, alias, candidate.version, event.previous_version, action, verdict, event,
                             _promotion_message(event, verdict))  # fmt: skip
+
+
+def default_candidate(client: MlflowClient, name: str, alias: str) -> ModelVersionInfo:
+    """The version promoted when none is named: staging's holder for production, else the latest registered."""
+    if alias == "production":
+        staged = alias_holder(client, name, "staging")
+        if staged is not None:
+            return staged
+    return latest_version(client, name)
+
+
+def _online_inputs(
+    lake: Lake, settings: Settings, name: str, version: str, holder: ModelVersionInfo | None
+) -> tuple[OnlineQuality | None, OnlineQuality | None, str | None]:
+    """Staging's online quality of ``version`` and production's (``holder``) over the same target times."""
+    try:
+        online = online_quality(
+            lake, city=settings.city, model_name=name, version=version, alias="staging",
+            interval_min=settings.infer_interval_min,
+        )  # fmt: skip
+        if holder is None or holder.version == version:
+            return online, None, None
+        theirs = online_quality(
+            lake, city=settings.city, model_name=name, version=holder.version, alias="production",
+            interval_min=settings.infer_interval_min, target_times=online.target_times,
+        )  # fmt: skip
+    except Exception as exc:  # the gate reports it as failed checks rather than crashing
+        return None, None, f"reading the quality table failed: {type(exc).__name__}: {exc}"
+    return online, theirs, None
 
 
 def _score_holder(
