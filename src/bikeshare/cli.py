@@ -467,10 +467,23 @@ def promote(
     target: Annotated[str, typer.Option(help=TARGET_HELP)],
     to: Annotated[str, typer.Option("--to", help=ALIAS_HELP)],
     note: Annotated[str, typer.Option(help="Why: kept in the audit history and on the version.")],
-    version: Annotated[str | None, typer.Option(help="Model version; default: the latest registered.")] = None,
+    version: Annotated[
+        str | None,
+        typer.Option(help="Model version; default: the staging holder for --to production, else the latest."),
+    ] = None,
     actor: Annotated[str | None, typer.Option(help="Who promotes; default: the OS user.")] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Move the alias even if checks fail (e.g. staging's online hours); recorded as 'forced'."
+        ),
+    ] = False,
 ) -> None:
-    """Run the gate on a model version and move the alias if it passes (exit 1 when refused)."""
+    """Run the gate on a model version and move the alias if it passes (exit 1 when refused).
+
+    --to production also needs staging's online quality: staging_min_online_hours of joined
+    predictions meeting the KPIs and no worse than production's over the same hours.
+    """
     from bikeshare.lake.store import Lake
     from bikeshare.registry.client import ALIASES, ModelNotFoundError, RegistryUnavailable, open_client
     from bikeshare.registry.promotion import PromotionError, lake_window_evaluator
@@ -480,6 +493,8 @@ def promote(
     settings = settings_of(ctx)
     _check_choice(target, TARGETS, "--target")
     _check_choice(to, ALIASES, "--to")
+    if force and not note.strip():
+        raise typer.BadParameter("--force needs a --note saying why the gate is overridden", param_hint="--note")
     lake = Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url)
     try:
         client = open_client(settings)
@@ -493,6 +508,7 @@ def promote(
             version=version,
             actor=actor,
             evaluator=lake_window_evaluator(lake=lake, settings=settings),
+            force=force,
         )
     except (RegistryUnavailable, ModelNotFoundError, PromotionError, FileNotFoundError, ValueError) as exc:
         raise _registry_failure(exc) from exc
@@ -1082,3 +1098,185 @@ def actuals(
         )
     )
     typer.echo(f"stopped after {runs} runs")
+
+
+# ---- loop runner, training pipeline, demo (bikeshare.orchestration) --------------------------
+
+
+@app.command("pipeline")
+def pipeline_command(
+    ctx: typer.Context,
+    target: Annotated[
+        list[str] | None, typer.Option("--target", help="Target to train (repeatable); default: bikes and docks.")
+    ] = None,
+    end: Annotated[str | None, typer.Option(help="Train on features up to this time (UTC ISO); default: all.")] = None,
+) -> None:
+    """Features -> train both targets -> evaluate -> register -> gate -> staging; idempotent.
+
+    Exit 0: every target's version holds staging; 1: a gate refused; 2: no usable data; 3: registry unreachable.
+    """
+    from bikeshare.lake.store import Lake
+    from bikeshare.orchestration.pipeline import PipelineError, run_pipeline
+    from bikeshare.registry.client import ModelNotFoundError, RegistryUnavailable, open_client
+    from bikeshare.training.bundle import TARGETS
+
+    settings = settings_of(ctx)
+    targets = [_check_choice(t, TARGETS, "--target") for t in (target or TARGETS)]
+    _, end_ts = _window_options(None, end)
+    lake = Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url)
+    try:
+        report = run_pipeline(
+            lake=lake,
+            client=open_client(settings),
+            settings=settings,
+            targets=targets,
+            end=end_ts,  # type: ignore[arg-type]
+            progress=typer.echo,
+        )
+    except PipelineError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    except (RegistryUnavailable, ModelNotFoundError) as exc:
+        raise _registry_failure(exc) from exc
+    typer.echo(report.summary())
+    if report.exit_code:
+        raise typer.Exit(code=report.exit_code)
+
+
+@app.command("run")
+def run_command(
+    ctx: typer.Context,
+    replay_clock: Annotated[
+        str | None,
+        typer.Option(
+            "--replay-clock", help="Base URL of a replay server: its virtual clock drives the schedule (and the feed)."
+        ),
+    ] = None,
+    feed: Annotated[
+        str | None, typer.Option("--feed", help="gbfs.json URL; default: <replay>/gbfs.json, else feed_url.")
+    ] = None,
+    endpoint: Annotated[
+        str | None, typer.Option("--endpoint", help="Endpoint base URL; default: endpoint_url (serve_host:port).")
+    ] = None,
+    jobs: Annotated[
+        str | None, typer.Option("--jobs", help="Comma-separated jobs to run; default: run_jobs (all six).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Stop when the job clock reaches this time (UTC ISO).")
+    ] = None,
+    until_end: Annotated[
+        bool, typer.Option("--until-end", help="With --replay-clock: stop at the recording's last snapshot.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Do not print a line per job run.")] = False,
+) -> None:
+    """Run every job on its own schedule (ingest, infer, actuals, monitor, retrain, plan) until Ctrl-C/SIGTERM."""
+    import threading
+
+    from bikeshare.inference.schedule import run_until_signal
+    from bikeshare.lake.store import Lake
+    from bikeshare.orchestration.clocks import JobClock, ReplayClock, WallClock
+    from bikeshare.orchestration.jobs import LoopEndpoints, check_jobs, run_loop
+    from bikeshare.orchestration.records import JobRun
+    from bikeshare.orchestration.runner import RunnerReport
+    from bikeshare.weather.job import parse_utc
+
+    settings = settings_of(ctx)
+    try:
+        names = check_jobs([n.strip() for n in jobs.split(",") if n.strip()]) if jobs else None
+        stop_at = parse_utc(until) if until else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if until_end and replay_clock is None:
+        raise typer.BadParameter("--until-end needs --replay-clock", param_hint="--until-end")
+    clock: JobClock
+    if replay_clock is not None:
+        replay = ReplayClock(replay_clock)
+        try:
+            reading = replay.read()
+        except Exception as exc:
+            raise typer.BadParameter(f"cannot read the replay clock at {replay_clock}: {exc}") from exc
+        if until_end:
+            stop_at = reading.end if stop_at is None else min(stop_at, reading.end)
+        clock = replay
+    else:
+        clock = WallClock()
+    feed_url = feed or (f"{replay_clock.rstrip('/')}/gbfs.json" if replay_clock else settings.feed_url)
+    if not feed_url:
+        raise typer.BadParameter("no feed: pass --feed or set feed_url", param_hint="--feed")
+    endpoints = LoopEndpoints(feed_url=feed_url, endpoint_url=endpoint or settings.resolved_endpoint_url)
+    lake = Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url)
+
+    def show(run: JobRun) -> None:
+        if not quiet:
+            typer.echo(
+                f"{run.started_at:%Y-%m-%d %H:%M:%S}Z {run.job:<8} {run.status:<7} {run.duration_s:6.2f}s "
+                f"lag {run.lag_s:5.0f}s {run.error or ''}".rstrip()
+            )
+
+    typer.echo(
+        f"running {', '.join(names or settings.run_jobs)} on the {clock.name} clock: feed {feed_url}, "
+        f"endpoint {endpoints.endpoint_url}, lake {lake.root} (Ctrl-C stops)"
+    )
+    reports: list[RunnerReport] = []
+
+    def loop(stop: threading.Event) -> int:
+        reports.append(
+            run_loop(
+                settings=settings,
+                lake=lake,
+                clock=clock,
+                endpoints=endpoints,
+                stop=stop,
+                names=names,
+                until=stop_at,
+                on_run=show,
+            )
+        )
+        return 0
+
+    try:
+        run_until_signal(loop)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(reports[0].summary() if reports else "runner did not start")
+
+
+@app.command("demo")
+def demo_command(
+    ctx: typer.Context,
+    reset: Annotated[bool, typer.Option("--reset", help="Start from an empty workspace (demo_dir).")] = False,
+    no_serve: Annotated[
+        bool,
+        typer.Option(
+            "--no-serve", "--exit-after-batch", help="Exit after the summary instead of serving until Ctrl-C."
+        ),
+    ] = False,
+    workspace: Annotated[Path | None, typer.Option(help="Workspace folder; default demo_dir (./demo).")] = None,
+    speed: Annotated[float | None, typer.Option(min=1, help="Replay speed; default demo_speed.")] = None,
+    live_hours: Annotated[
+        float | None, typer.Option(min=0.5, help="Hours replayed after the soak; default demo_live_hours.")
+    ] = None,
+) -> None:
+    """The whole loop on the shipped slice: replay, backfill, pipeline, staging soak, production, live loop, summary."""
+    import logging
+    import threading
+
+    from bikeshare.orchestration.demo import DemoError, run_demo, signals_set
+
+    settings = settings_of(ctx)
+    updates: dict[str, object] = {}
+    if workspace is not None:
+        updates["demo_dir"] = workspace
+    if speed is not None:
+        updates["demo_speed"] = speed
+    if live_hours is not None:
+        updates["demo_live_hours"] = live_hours
+    settings = settings.model_copy(update=updates)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    try:
+        with signals_set(stop):
+            run_demo(base=settings, reset=reset, serve=not no_serve, stop=stop, say=typer.echo)
+    except DemoError as exc:
+        typer.echo(f"demo stopped: {exc}", err=True)
+        raise typer.Exit(code=1) from exc

@@ -255,6 +255,43 @@ class Settings(BaseSettings):
         24.0, ge=0, description="Online quality hours staging needs before production."
     )
 
+    # --- loop runner, pipeline, demo (bikeshare.orchestration; docs/architecture.md) ---------
+    run_jobs: list[str] = Field(
+        default_factory=lambda: ["ingest", "infer", "actuals", "monitor", "retrain", "plan"],
+        description="Jobs `bikeshare run` schedules (ingest every poll_interval_s, infer every infer_interval_min, "
+        "actuals every actuals_interval_min, monitor every monitor_interval_min, retrain every retrain_interval_h, "
+        "plan every rebalance_interval_min).",
+    )
+    run_shadow_aliases: list[str] = Field(
+        default_factory=lambda: ["staging"],
+        description="Aliases the runner's inference also scores in shadow (rows shadow=true) whenever their "
+        "versions differ from the served alias's; infer_shadow_aliases, when set, wins.",
+    )
+    run_record_flush_s: float = Field(
+        10.0, gt=0, description="Real seconds the runner buffers job_runs rows before writing them as one file."
+    )
+    run_stop_timeout_s: float = Field(
+        60.0, ge=0, description="Real seconds a shutdown waits for running jobs to finish before abandoning them."
+    )
+    pipeline_train_days: float | None = Field(
+        None, gt=0, description="Days of stored features, ending at the newest, the pipeline trains on; unset: all."
+    )
+    demo_dir: Path = Field(Path("./demo"), description="Workspace of `bikeshare demo`: lake, state, logs.")
+    demo_live_start: str = Field(
+        "2023-03-08T12:00:00Z",
+        description="Virtual time the demo's live loop starts at: the shipped slice before it is backfilled.",
+    )
+    demo_live_hours: float | None = Field(
+        10.0, gt=0, description="Hours of the slice the demo replays live after the staging soak; unset: to its end."
+    )
+    demo_train_days: float = Field(2.0, gt=0, description="Days of features before the live start the demo trains on.")
+    demo_speed: float = Field(120.0, gt=0, description="Replay speed of the demo: virtual seconds per real second.")
+    demo_soak_hours: float = Field(
+        2.0, ge=0, description="staging_min_online_hours in the demo: staging's online soak before production."
+    )
+    demo_train_num_trees: int = Field(40, ge=1, description="Boosting rounds of the demo's models (train_num_trees).")
+    demo_retrain_interval_h: int = Field(6, ge=1, description="retrain_interval_h in the demo's live loop.")
+
     # --- alerts ------------------------------------------------------------------------------
     alert_rules_path: Path | None = Field(
         None, description="YAML/TOML alert rules; defaults to the built-in seed rules."

@@ -1,0 +1,240 @@
+"""The runner's standard jobs, each a thin adapter from (clock time, stop) to one stage call.
+
+========  ============================  ==========================================================
+job       schedule                      stage
+========  ============================  ==========================================================
+ingest    every ``poll_interval_s``     :func:`~bikeshare.ingest.poller.ingest_once` (HTTP feed)
+infer     every ``infer_interval_min``  :func:`~bikeshare.inference.batch.run_inference_batch`
+actuals   every ``actuals_interval_min``:func:`~bikeshare.inference.actuals.run_actuals`
+monitor   every ``monitor_interval_min``:func:`~bikeshare.monitoring.job.run_monitor`
+retrain   every ``retrain_interval_h``  :func:`~bikeshare.orchestration.pipeline.run_pipeline`
+plan      every ``rebalance_interval_min`` :func:`~bikeshare.rebalancing.job.plan_at`
+========  ============================  ==========================================================
+
+Ingest, infer and actuals also run once at start; the others at their boundaries (hourly at :00,
+daily at 00:00 UTC). Every job is idempotent: a slot already scored, a prediction already joined,
+a plan already stored or a model already registered for the same data is not done again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from bikeshare.lake.store import Lake
+from bikeshare.orchestration.clocks import JobClock
+from bikeshare.orchestration.records import JobOutcome, JobRun, JobRunRecorder, RunStatus
+from bikeshare.orchestration.runner import Job, JobFn, Runner, RunnerReport
+from bikeshare.orchestration.schedule import Every
+from bikeshare.settings import Settings
+
+JOB_NAMES: tuple[str, ...] = ("ingest", "infer", "actuals", "monitor", "retrain", "plan")
+
+
+@dataclass(frozen=True)
+class LoopEndpoints:
+    """Where the jobs go over HTTP: the GBFS feed and the model endpoint."""
+
+    feed_url: str
+    endpoint_url: str
+
+
+def check_jobs(names: Sequence[str]) -> tuple[str, ...]:
+    """Validate job names (known, no repeats)."""
+    unknown = [n for n in names if n not in JOB_NAMES]
+    if unknown:
+        raise ValueError(f"unknown job(s) {unknown}: expected some of {', '.join(JOB_NAMES)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"jobs repeat: {list(names)}")
+    return tuple(names)
+
+
+def schedules(settings: Settings) -> dict[str, Every]:
+    """Each standard job's schedule from the settings."""
+    return {
+        "ingest": Every.seconds(settings.poll_interval_s, at_start=True),
+        "infer": Every.minutes(settings.infer_interval_min, at_start=True),
+        "actuals": Every.minutes(settings.actuals_interval_min, at_start=True),
+        "monitor": Every.minutes(settings.monitor_interval_min),
+        "retrain": Every(pd.Timedelta(hours=settings.retrain_interval_h)),
+        "plan": Every.minutes(settings.rebalance_interval_min),
+    }
+
+
+def served_aliases(settings: Settings) -> tuple[str, ...]:
+    """The served alias first, then the shadow aliases (``infer_shadow_aliases``, else ``run_shadow_aliases``)."""
+    from bikeshare.inference.batch import check_aliases
+
+    shadows = settings.infer_shadow_aliases or settings.run_shadow_aliases
+    return check_aliases([settings.serve_alias, *(a for a in shadows if a != settings.serve_alias)])
+
+
+def standard_jobs(
+    *,
+    names: Sequence[str],
+    settings: Settings,
+    lake: Lake,
+    clock: JobClock,
+    endpoints: LoopEndpoints,
+    recorder: JobRunRecorder,
+    resources: contextlib.ExitStack,
+) -> list[Job]:
+    """The named jobs, wired to their stages; HTTP clients are closed by ``resources``."""
+    every = schedules(settings)
+    builders = {
+        "ingest": lambda: _ingest(settings, lake, clock, endpoints.feed_url, resources),
+        "infer": lambda: _infer(settings, lake, endpoints.endpoint_url, resources),
+        "actuals": lambda: _actuals(settings, lake),
+        "monitor": lambda: _monitor(settings, lake, endpoints.endpoint_url, recorder),
+        "retrain": lambda: _retrain(settings, lake),
+        "plan": lambda: _plan(settings, lake),
+    }
+    return [Job(name, every[name], builders[name]()) for name in check_jobs(names)]
+
+
+def _ingest(settings: Settings, lake: Lake, clock: JobClock, feed_url: str, resources: contextlib.ExitStack) -> JobFn:
+    from bikeshare.gbfs.client import GbfsClient
+    from bikeshare.ingest.poller import IngestState, Outcome, ingest_once
+
+    client = resources.enter_context(GbfsClient.from_settings(settings, discovery_url=feed_url, utc_now=clock.now))
+    state = IngestState()
+
+    def run(now: pd.Timestamp, stop: threading.Event) -> JobOutcome:
+        outcome = ingest_once(client=client, lake=lake, settings=settings, clock=clock.now, state=state)
+        details = {
+            "outcome": outcome.outcome,
+            "rows_written": outcome.rows_written,
+            "published_at": outcome.published_at.isoformat() if outcome.published_at is not None else None,
+            "ingest_latency_s": outcome.ingest_latency_s,
+        }
+        if outcome.outcome == Outcome.FETCH_FAILED:
+            return JobOutcome(RunStatus.FAILED, details, error=outcome.reason, message=outcome.summary())
+        return JobOutcome(RunStatus.OK, details, message=outcome.summary())
+
+    return run
+
+
+def _infer(settings: Settings, lake: Lake, endpoint_url: str, resources: contextlib.ExitStack) -> JobFn:
+    from bikeshare.inference.batch import alias_clients, run_inference_batch
+    from bikeshare.inference.endpoint_client import EndpointClient
+
+    settings = settings.model_copy(update={"endpoint_url": endpoint_url})
+    aliases = served_aliases(settings)
+    client = resources.enter_context(EndpointClient.from_settings(settings))
+    routes = {alias: resources.enter_context(c) for alias, c in alias_clients(settings, aliases).items()}
+
+    def run(now: pd.Timestamp, stop: threading.Event) -> JobOutcome:
+        record = run_inference_batch(
+            lake=lake, endpoint=client, settings=settings, now=now, aliases=aliases, alias_endpoints=routes
+        )
+        details = {
+            "feature_time": record.feature_time.isoformat(),
+            "alias": record.alias,
+            "rows": record.rows,
+            "stations": record.stations_scored,
+            "versions": record.model_versions,
+            "shadow": {s.alias: s.status for s in record.shadows},
+        }
+        return JobOutcome(record.status, details, error=record.error, message=record.summary())
+
+    return run
+
+
+def _actuals(settings: Settings, lake: Lake) -> JobFn:
+    from dataclasses import asdict
+
+    from bikeshare.inference.actuals import run_actuals
+
+    def run(now: pd.Timestamp, stop: threading.Event) -> JobOutcome:
+        report = run_actuals(lake=lake, settings=settings, now=now)
+        status = RunStatus.OK if report.due or report.files_written else RunStatus.SKIPPED
+        return JobOutcome(status, asdict(report), message=report.summary())
+
+    return run
+
+
+def _monitor(settings: Settings, lake: Lake, endpoint_url: str, recorder: JobRunRecorder) -> JobFn:
+    from bikeshare.monitoring.job import endpoint_source, run_monitor
+    from bikeshare.monitoring.rules import load_rules
+
+    rules = load_rules(settings.alert_rules_path)  # a bad rules file fails at start-up, not hourly
+    source = endpoint_source(settings, settings.monitor_endpoint_url or endpoint_url)
+
+    def run(now: pd.Timestamp, stop: threading.Event) -> JobOutcome:
+        recorder.flush()  # the monitor reads job_runs of its window
+        result = run_monitor(lake=lake, settings=settings, now=now, endpoint_metrics_source=source, rules=rules)
+        details = {
+            "run_id": result.run_id,
+            "status": result.status,
+            "signals": len(result.signals),
+            "fired": [e.message for e in result.cycle.fired],
+            "alert_events": len(result.cycle.events),
+            "notes": list(result.notes),
+        }
+        return JobOutcome(RunStatus.OK, details, message=result.summary())
+
+    return run
+
+
+def _retrain(settings: Settings, lake: Lake) -> JobFn:
+    from bikeshare.orchestration.pipeline import PipelineError, run_pipeline
+    from bikeshare.registry.client import open_client
+
+    def run(now: pd.Timestamp, stop: threading.Event) -> JobOutcome:
+        try:
+            report = run_pipeline(lake=lake, client=open_client(settings), settings=settings, end=now, stop=stop)
+        except PipelineError as exc:
+            return JobOutcome(RunStatus.SKIPPED, {}, error=str(exc), message=f"retrain skipped: {exc}")
+        return JobOutcome(RunStatus.OK, report.details(), message=report.summary())
+
+    return run
+
+
+def _plan(settings: Settings, lake: Lake) -> JobFn:
+    from bikeshare.rebalancing.job import plan_at
+
+    def run(now: pd.Timestamp, stop: threading.Event) -> JobOutcome:
+        result = plan_at(lake=lake, settings=settings, as_of=now)
+        status = RunStatus.SKIPPED if result.plan is None else RunStatus.OK
+        return JobOutcome(status, result.details(), error=None, message=str(result.details()))
+
+    return run
+
+
+def run_loop(
+    *,
+    settings: Settings,
+    lake: Lake,
+    clock: JobClock,
+    endpoints: LoopEndpoints,
+    stop: threading.Event,
+    names: Sequence[str] | None = None,
+    until: pd.Timestamp | None = None,
+    on_run: Callable[[JobRun], None] | None = None,
+) -> RunnerReport:
+    """Run the standard jobs (``names``, default ``run_jobs``) on ``clock`` until ``stop`` or ``until``."""
+    recorder = JobRunRecorder(lake, city=settings.city, flush_s=settings.run_record_flush_s)
+    with contextlib.ExitStack() as resources:
+        jobs = standard_jobs(
+            names=settings.run_jobs if names is None else names,
+            settings=settings,
+            lake=lake,
+            clock=clock,
+            endpoints=endpoints,
+            recorder=recorder,
+            resources=resources,
+        )
+        runner = Runner(
+            jobs,
+            clock=clock,
+            recorder=recorder,
+            stop=stop,
+            until=until,
+            stop_timeout_s=settings.run_stop_timeout_s,
+            on_run=on_run,
+        )
+        return runner.run()
