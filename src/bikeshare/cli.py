@@ -991,7 +991,9 @@ def dashboard(
 
     settings = settings_of(ctx)
     port = settings.dashboard_port if port is None else port
-    typer.echo(f"dashboard on http://127.0.0.1:{port} (lake {settings.lake_uri}, city {settings.city}); Ctrl-C stops it")
+    typer.echo(
+        f"dashboard on http://127.0.0.1:{port} (lake {settings.lake_uri}, city {settings.city}); Ctrl-C stops it"
+    )
     code = run_dashboard(settings, port=port)
     if code:
         raise typer.Exit(code=code)

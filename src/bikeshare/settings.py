@@ -134,6 +134,11 @@ class Settings(BaseSettings):
         description="ISO 3166 country whose public holidays are flagged; defaults to the country of the "
         "system's time zone (system_information).",
     )
+    features_skip_masked: bool = Field(
+        True,
+        description="Treat station_status rows the contract masked (stale, not renting, ...) as missing; false "
+        "keeps them, only to compare with evaluations that did not mask (bench/evaluate.py --keep-masked).",
+    )
     features_chunk_days: int = Field(
         7, ge=1, le=31, description="Days `features build` computes at once (memory grows with it)."
     )

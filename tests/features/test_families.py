@@ -119,7 +119,9 @@ def test_station_history_at_this_time_of_day(rows: pd.DataFrame) -> None:
     assert (b["hist_days"], b["hist_flow_h"], b["hist_bikes_h"]) == (1, -3, 7)
     assert (b["hist_short_bikes_h"], b["hist_any_short_bikes_h"]) == (0, 0)
     assert b["daytype_flow_h"] == -3  # Monday and Tuesday are both workdays
-    assert np.isnan(b["week_bikes_h"])  # nothing a week before
+    # Smoothed over +-30 minutes of that day: 10:00-10:25 lose 3 bikes in the next 30 minutes, 10:30
+    # loses none, 09:30-09:55 had no data.
+    assert b["hist_smooth_flow_h"] == pytest.approx(-18 / 7, rel=1e-5)
     a = rows.loc[("a", T)]
     assert a["hist_days"] == 0 and np.isnan(a["hist_flow_h"])
 

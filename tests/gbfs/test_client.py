@@ -135,9 +135,7 @@ def test_conditional_request_gets_304_until_the_snapshot_changes(
     assert orjson.loads(changed.body)["last_updated"] > orjson.loads(first.body)["last_updated"]
 
 
-def test_a_304_does_not_renew_the_old_ttl(
-    replay: Callable[..., ReplayServer], harness: Callable[..., Harness]
-) -> None:
+def test_a_304_does_not_renew_the_old_ttl(replay: Callable[..., ReplayServer], harness: Callable[..., Harness]) -> None:
     server = replay("2.3", paused=False, speed=1.0)
     h = harness(server.discovery_url)
     first = h.client.fetch("station_status")

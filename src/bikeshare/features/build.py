@@ -154,6 +154,7 @@ def compute_features(
             end_idx=end_idx,
             ranges=ranges,
             with_labels=with_labels,
+            skip_masked=settings.features_skip_masked,
         )
         for statement in feature_statements(params):
             con.execute(statement)

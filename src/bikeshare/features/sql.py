@@ -39,6 +39,7 @@ class SqlParams:
     end_idx: int  # last output slot index
     ranges: tuple[tuple[int, int], ...]  # slot index ranges the grid materialises
     with_labels: bool
+    skip_masked: bool = True
 
     @property
     def grid_us(self) -> int:
@@ -86,7 +87,7 @@ def feature_statements(p: SqlParams) -> list[str]:
         SELECT station_id, epoch_us(last_updated) AS ts_us, bikes, ebikes, docks,
                bikes_disabled, docks_disabled, epoch_us(last_reported) AS reported_us
         FROM station_status
-        WHERE city = {quote(p.city)} AND NOT coalesce(masked, false)
+        WHERE city = {quote(p.city)} {"AND NOT coalesce(masked, false)" if p.skip_masked else ""}
           AND station_id IS NOT NULL AND bikes IS NOT NULL AND docks IS NOT NULL
           AND epoch_us(last_updated) BETWEEN {scan_lo_us} AND {scan_hi_us}
         QUALIFY row_number() OVER (PARTITION BY station_id, last_updated ORDER BY fetched_at DESC NULLS LAST) = 1
@@ -258,9 +259,7 @@ def feature_statements(p: SqlParams) -> list[str]:
                    avg(CASE WHEN day_off THEN short_b END) OVER wh AS off_short_b,
                    avg(CASE WHEN NOT day_off THEN short_b END) OVER wh AS work_short_b,
                    avg(CASE WHEN day_off THEN short_d END) OVER wh AS off_short_d,
-                   avg(CASE WHEN NOT day_off THEN short_d END) OVER wh AS work_short_d,
-                   lag(bikes_ahead, 7) OVER wd AS week_bikes_h,
-                   lag(docks_ahead, 7) OVER wd AS week_docks_h
+                   avg(CASE WHEN NOT day_off THEN short_d END) OVER wh AS work_short_d
             FROM v
             WINDOW wd AS (PARTITION BY station_id, slot_idx % {day} ORDER BY slot_idx),
                    wh AS (wd ROWS BETWEEN {p.history_days} PRECEDING AND 1 PRECEDING)
@@ -271,8 +270,7 @@ def feature_statements(p: SqlParams) -> list[str]:
                hist_smooth_flow_h, hist_smooth_docks_flow_h, hist_smooth_short_bikes_h, hist_smooth_short_docks_h,
                CASE WHEN day_off THEN off_flow_h ELSE work_flow_h END AS daytype_flow_h,
                CASE WHEN day_off THEN off_short_b ELSE work_short_b END AS daytype_short_bikes_h,
-               CASE WHEN day_off THEN off_short_d ELSE work_short_d END AS daytype_short_docks_h,
-               week_bikes_h, week_docks_h
+               CASE WHEN day_off THEN off_short_d ELSE work_short_d END AS daytype_short_docks_h
         FROM w WHERE slot_idx BETWEEN {p.start_idx} AND {p.end_idx}
         """,
         f"""
@@ -384,7 +382,6 @@ def feature_statements(p: SqlParams) -> list[str]:
                s.hist_smooth_flow_h, s.hist_smooth_docks_flow_h, s.hist_smooth_short_bikes_h,
                s.hist_smooth_short_docks_h,
                s.daytype_flow_h, s.daytype_short_bikes_h, s.daytype_short_docks_h,
-               s.week_bikes_h, s.week_docks_h,
                s.bikes + s.bikes_trend_60 * {p.horizon_min / 60.0} AS bikes_proj_trend,
                s.bikes + s.net_flow_30 * {p.horizon_min / 30.0} AS bikes_proj_flow,
                s.bikes + s.hist_smooth_flow_h AS bikes_proj_hist,

@@ -256,8 +256,6 @@ FEATURES = TableSpec(
             ("daytype_flow_h", _F32),
             ("daytype_short_bikes_h", _F32),
             ("daytype_short_docks_h", _F32),
-            ("week_bikes_h", _F32),
-            ("week_docks_h", _F32),
             # simple projections of the count to t + horizon_min (trees add two inputs poorly)
             ("bikes_proj_trend", _F32),
             ("bikes_proj_flow", _F32),
