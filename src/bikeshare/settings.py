@@ -125,6 +125,13 @@ class Settings(BaseSettings):
     shortage_threshold: int = Field(2, ge=0, description="A station is short when bikes (or docks) <= this.")
     neighbour_radius_m: float = Field(500.0, gt=0)
     forecast_horizons_min: list[int] = Field(default_factory=lambda: [15, 30, 60, 90, 120])
+    forecast_train_max_rows: int = Field(
+        600_000, ge=1_000, description="Training rows (one random horizon each) the forecast models fit on at most."
+    )
+    forecast_num_trees: int = Field(200, ge=1, description="Boosting rounds of each multi-horizon forecast model.")
+    forecast_max_age_min: int = Field(
+        30, ge=1, description="Stored forecasts older than this (feature time) are stale: planning falls back."
+    )
     history_days: int = Field(
         7, ge=7, le=28, description="Past days whose same time of day feeds the station-history features."
     )

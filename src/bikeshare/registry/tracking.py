@@ -196,16 +196,22 @@ from bikeshare.registry.pyfunc_model import BundlePyfunc
 
 mlflow.models.set_model(BundlePyfunc())
 """
+# The multi-horizon forecast bundle (training/forecast_bundle.py) has its own pyfunc.
+FORECAST_MODEL_CODE = MODEL_CODE.replace(
+    "pyfunc_model import BundlePyfunc", "forecast_pyfunc import ForecastPyfunc"
+).replace("BundlePyfunc()", "ForecastPyfunc()")
 
 
-def write_model_code(folder: Path) -> tuple[Path, Path]:
+def write_model_code(folder: Path, *, forecast: bool = False) -> tuple[Path, Path]:
     """The models-from-code entry file and a minimal ``bikeshare`` package it imports.
 
     Only the pyfunc wrapper and the bundle module are copied, so a logged model scores with
     numpy, pandas, the booster library and mlflow alone.
     """
+    import bikeshare.registry.forecast_pyfunc as forecast_pyfunc_module
     import bikeshare.registry.pyfunc_model as pyfunc_module
     import bikeshare.training.bundle as bundle_module
+    import bikeshare.training.forecast_bundle as forecast_bundle_module
 
     package = folder / "bikeshare"
     for sub in ("", "training", "registry"):
@@ -213,8 +219,11 @@ def write_model_code(folder: Path) -> tuple[Path, Path]:
         (package / sub / "__init__.py").write_text('"""Minimal copy shipped inside an MLflow model."""\n')
     shutil.copyfile(str(bundle_module.__file__), package / "training" / "bundle.py")
     shutil.copyfile(str(pyfunc_module.__file__), package / "registry" / "pyfunc_model.py")
+    if forecast:
+        shutil.copyfile(str(forecast_bundle_module.__file__), package / "training" / "forecast_bundle.py")
+        shutil.copyfile(str(forecast_pyfunc_module.__file__), package / "registry" / "forecast_pyfunc.py")
     entry = folder / "bundle_model.py"
-    entry.write_text(MODEL_CODE)
+    entry.write_text(FORECAST_MODEL_CODE if forecast else MODEL_CODE)
     return entry, package
 
 
@@ -224,18 +233,21 @@ def save_pyfunc(
     """Save the bundle as an MLflow pyfunc model folder at ``path`` (which must not exist)."""
     import mlflow.pyfunc
 
+    from bikeshare.registry.forecast_pyfunc import forecast_signature
     from bikeshare.registry.pyfunc_model import signature_for
 
+    forecast = bundle.meta.target == "forecast"
+    signature = (forecast_signature if forecast else signature_for)(bundle.meta.feature_names)
     with tempfile.TemporaryDirectory(prefix="bikeshare-model-") as tmp:
         bundle_dir = bundle.save(Path(tmp) / BUNDLE_ARTIFACT)
-        entry, package = write_model_code(Path(tmp) / "code")
+        entry, package = write_model_code(Path(tmp) / "code", forecast=forecast)
         mlflow.pyfunc.save_model(
             path=str(path),
             mlflow_model=mlflow_model,
             python_model=str(entry),
             artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
             code_paths=[str(package)],
-            signature=signature_for(bundle.meta.feature_names),
+            signature=signature,
             input_example=input_example,
             pip_requirements=pip_requirements(bundle.meta.algo),
         )
@@ -357,7 +369,11 @@ def register_model(
             client.create_registered_model(
                 name,
                 tags={f"{TAG_PREFIX}city": settings.city, f"{TAG_PREFIX}target": meta.target},
-                description=f"Shortage of {meta.target} within {meta.horizon_min} min at {settings.city} stations.",
+                description=(
+                    f"Multi-horizon forecasts (bikes, 80% band, shortage probabilities) of {settings.city} stations."
+                    if meta.target == "forecast"
+                    else f"Shortage of {meta.target} within {meta.horizon_min} min at {settings.city} stations."
+                ),
             )
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
