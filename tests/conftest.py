@@ -11,6 +11,7 @@ import pytest
 
 from bikeshare.lake.store import Lake
 from bikeshare.settings import Settings
+from bikeshare.training.forecast import ForecastTrainingResult
 
 
 @pytest.fixture
@@ -104,3 +105,18 @@ def mlflow_db_template(request: pytest.FixtureRequest, tmp_path_factory: pytest.
         shutil.copyfile(scratch / "mlflow.db", staged)
         staged.replace(template)  # atomic: a half-written template is never seen
     return template
+
+
+# --- the multi-horizon forecast model, trained once per session on the slice day ----------------
+FORECAST_FAST = {"forecast_num_trees": 20, "train_min_rows_per_leaf": 100, "train_threads": 1}
+
+
+@pytest.fixture(scope="session")
+def forecast_run(
+    slice_settings: Settings, slice_day_features: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
+) -> ForecastTrainingResult:
+    """The forecast family trained on the slice day (20 trees per booster; read only)."""
+    from bikeshare.training.forecast import train_forecast
+
+    settings = slice_settings.model_copy(update={**FORECAST_FAST, "state_dir": tmp_path_factory.mktemp("forecast")})
+    return train_forecast(slice_day_features, settings=settings)

@@ -12,35 +12,21 @@ import pytest
 
 from bikeshare.features.schema import FEATURE_COLUMNS
 from bikeshare.registry.forecast import forecast_gate
-from bikeshare.settings import Settings
 from bikeshare.training.forecast import (
     ForecastReport,
     ForecastTrainingResult,
     expand_horizons,
     sample_horizons,
     score_expanded,
-    train_forecast,
 )
 from bikeshare.training.forecast_bundle import ForecastBundle
 from bikeshare.training.report import ScoreMetrics, SliceComparison
 from bikeshare.training.split import split_frame
 
-FAST = {
-    "forecast_num_trees": 20,
-    "train_min_rows_per_leaf": 100,
-    "train_threads": 1,
-    "forecast_horizons_min": [15, 30, 60, 90, 120],
-}
-
 
 @pytest.fixture(scope="module")
-def fast_settings(slice_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return slice_settings.model_copy(update={**FAST, "state_dir": tmp_path_factory.mktemp("forecast_state")})
-
-
-@pytest.fixture(scope="module")
-def trained(slice_day_features: pd.DataFrame, fast_settings: Settings) -> ForecastTrainingResult:
-    return train_forecast(slice_day_features, settings=fast_settings)
+def trained(forecast_run: ForecastTrainingResult) -> ForecastTrainingResult:
+    return forecast_run
 
 
 def _count_at(frame: pd.DataFrame) -> dict[tuple[str, pd.Timestamp], tuple[int, int]]:
@@ -134,7 +120,7 @@ def test_curve_is_ordered_bounded_and_survives_a_bundle_round_trip(
     assert curve[["p_no_bikes", "p_no_docks"]].stack().between(0, 1).all()
     loaded = ForecastBundle.load(trained.bundle.save(tmp_path / "bundle"))
     pd.testing.assert_frame_equal(loaded.curve(rows), curve)
-    light, scores = score_expanded(loaded, rows, (30,))
+    light, _scores = score_expanded(loaded, rows, (30,))
     assert len(light) <= len(rows)
 
 

@@ -25,10 +25,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bikeshare.inference.endpoint_client import NO_MODEL, EndpointClient, EndpointError, Invocation, split_payload
+from bikeshare.inference.endpoint_client import (
+    NO_FORECAST_MODEL,
+    NO_MODEL,
+    EndpointClient,
+    EndpointError,
+    ForecastAnswer,
+    Invocation,
+    split_payload,
+)
 from bikeshare.inference.snapshots import latest_status, stations_in_force
 from bikeshare.lake.store import Lake, partition_value
-from bikeshare.lake.tables import FEATURES, INFERENCE, INFERENCE_BATCHES, Grain
+from bikeshare.lake.tables import FEATURES, FORECASTS, INFERENCE, INFERENCE_BATCHES, Grain
 from bikeshare.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -331,6 +339,18 @@ def run_inference_batch(
                     error=f"slot {slot_dt} already scored",
                 )
                 continue
+            if alias == aliases[0]:
+                write_forecasts(
+                    lake=lake,
+                    endpoint=client_of(alias),
+                    settings=settings,
+                    body=body,
+                    features=census.features,
+                    alias=alias,
+                    batch_id=batch_id,
+                    prediction_time=now,
+                    slot=slot,
+                )
             records[alias] = replace(
                 record(
                     alias,
@@ -353,6 +373,78 @@ def run_inference_batch(
         name=f"{primary.started_at:%Y%m%dT%H%M%S}-{primary.batch_id}",
     )
     return primary
+
+
+def forecast_rows(
+    answer: ForecastAnswer,
+    features: pd.DataFrame,
+    *,
+    batch_id: str,
+    prediction_time: pd.Timestamp,
+    slot: pd.Timestamp,
+    alias: str,
+) -> pd.DataFrame:
+    """The ``forecasts`` rows of one answer: the curve keyed like inference rows, with the counts at t."""
+    curve = answer.curve.copy()
+    curve["station_id"] = curve["station_id"].astype(str)
+    now = features[["station_id", "bikes", "docks", "capacity"]].assign(
+        station_id=lambda f: f["station_id"].astype(str)
+    )
+    rows = curve.merge(now, on="station_id", how="left")
+    horizon = rows["horizon_min"].astype("int64")
+    return pd.DataFrame(
+        {
+            "batch_id": batch_id,
+            "prediction_time": prediction_time,
+            "feature_time": slot,
+            "target_time": slot + pd.to_timedelta(horizon, unit="min"),
+            "horizon_min": horizon.astype("int32"),
+            "station_id": rows["station_id"],
+            "alias": alias,
+            "model_name": answer.model.get("name"),
+            "model_version": answer.model.get("version"),
+            **{
+                c: rows[c].astype("float64")
+                for c in ("p_no_bikes", "p_no_docks", "expected_bikes", "bikes_lo", "bikes_hi")
+            },
+            "current_bikes": rows["bikes"].astype("Int32"),
+            "current_docks": rows["docks"].astype("Int32"),
+            "capacity": rows["capacity"].astype("Int32"),
+        }
+    )
+
+
+def write_forecasts(
+    *,
+    lake: Lake,
+    endpoint: EndpointClient,
+    settings: Settings,
+    body: bytes,
+    features: pd.DataFrame,
+    alias: str,
+    batch_id: str,
+    prediction_time: pd.Timestamp,
+    slot: pd.Timestamp,
+) -> str | None:
+    """Ask the endpoint's forecast route for every horizon and write ``forecasts/city=<c>/dt=<slot>/<alias>``.
+
+    Never raises: no forecast model (503 ``no_forecast_model``) is the normal state before one is
+    promoted; any other failure is logged. Returns the written path, or None.
+    """
+    try:
+        answer = endpoint.forecast(body, rows=len(features), alias=alias)
+        rows = forecast_rows(
+            answer, features, batch_id=batch_id, prediction_time=prediction_time, slot=slot, alias=alias
+        )
+        return lake.write(FORECASTS, rows, city=settings.city, dt=partition_value(slot, Grain.MINUTE), name=alias)
+    except EndpointError as exc:
+        if exc.code == NO_FORECAST_MODEL:
+            log.info("no %s forecast model on the endpoint; forecasts not written", alias)
+        else:
+            log.warning("forecasts for %s %s failed: %s", slot.isoformat(), alias, exc)
+    except Exception:  # forecasts are extra: the 30-minute batch stands on its own
+        log.exception("writing forecasts for %s %s failed", slot.isoformat(), alias)
+    return None
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import numpy as np
 import orjson
+import pandas as pd
 
 from bikeshare.gbfs.client import RetryPolicy
 
@@ -142,6 +143,42 @@ class EndpointClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def forecast_url(self) -> str:
+        return f"{self.base_url}/v1/forecast/invocations"
+
+    def forecast(self, body: bytes, *, rows: int, alias: str) -> ForecastAnswer:
+        """POST the same ``split`` body to the forecast route; one curve row per input row and horizon.
+
+        Transport errors and 5xx (other than a missing model) are retried like :meth:`invoke`.
+        """
+        headers = {"Content-Type": "application/json", ALIAS_HEADER: alias}
+        if self._api_key:
+            headers[API_KEY_HEADER] = self._api_key
+        url = self.forecast_url
+        last, last_status = "no response", None
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                response = self._http.post(url, content=body, headers=headers, timeout=self._timeout_s)
+            except httpx.TransportError as exc:
+                last, last_status = f"{type(exc).__name__}: {exc}".strip(), None
+            else:
+                if response.status_code < 400:
+                    return _decode_forecast(response, rows=rows, url=url, attempts=attempt)
+                last_status = response.status_code
+                code, detail = _error_of(response)
+                if not _retryable(response.status_code, code) or code == NO_FORECAST_MODEL:
+                    raise EndpointError(
+                        url, f"HTTP {response.status_code} {code}: {detail}", attempts=attempt, status=last_status,
+                        code=code,
+                    )  # fmt: skip
+                last = f"HTTP {response.status_code} {code}: {detail}"
+            if attempt < self.retry.attempts:
+                self._sleep(self.retry.delay(attempt, self._rng))
+        raise EndpointError(
+            url, f"unavailable, last {last}", attempts=self.retry.attempts, status=last_status, transient=True
+        )
+
     def invoke(self, body: bytes, *, rows: int, alias: str | None = None) -> Invocation:
         """POST a ``split`` body of ``rows`` rows (optionally pinned to ``alias``); decode the answer."""
         headers = {"Content-Type": "application/json"}
@@ -180,6 +217,33 @@ class EndpointClient:
 
 
 NO_MODEL = "no_model"  # the endpoint's 503 code when the alias has no model: retrying cannot help
+NO_FORECAST_MODEL = "no_forecast_model"  # 503 of the forecast route when no forecast model is loaded
+
+
+@dataclass(frozen=True)
+class ForecastAnswer:
+    """The forecast route's answer: the model that scored and the curve rows."""
+
+    alias: str
+    model: dict[str, str]
+    curve: pd.DataFrame  # station_id, horizon_min, p_no_bikes, p_no_docks, expected_bikes, bikes_lo, bikes_hi
+    attempts: int
+
+
+def _decode_forecast(response: httpx.Response, *, rows: int, url: str, attempts: int) -> ForecastAnswer:
+    try:
+        payload = orjson.loads(response.content)
+        columns, data, model = payload["columns"], payload["data"], payload["model"]
+        horizons = payload["horizons_min"]
+        curve = pd.DataFrame(data, columns=columns)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise EndpointError(url, f"forecast answer breaks the contract: {exc}", attempts=attempts) from exc
+    if len(curve) != rows * len(horizons):
+        raise EndpointError(
+            url, f"forecast answer holds {len(curve)} rows for {rows} stations x {len(horizons)} horizons",
+            attempts=attempts,
+        )  # fmt: skip
+    return ForecastAnswer(alias=str(payload.get("alias")), model=dict(model), curve=curve, attempts=attempts)
 
 
 def _retryable(status: int, code: str) -> bool:

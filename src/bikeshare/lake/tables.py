@@ -473,6 +473,35 @@ INFERENCE = TableSpec(
     schema=pa.schema(_PREDICTION_FIELDS),
 )
 
+FORECASTS = TableSpec(
+    name="forecasts",
+    prefix="forecasts",
+    grain=Grain.MINUTE,
+    description="Multi-horizon forecasts of the batch job (dt = feature slot): one row per station x horizon x "
+    "alias, keyed like inference rows; one file per slot and alias.",
+    schema=pa.schema(
+        [
+            ("batch_id", pa.string()),
+            ("prediction_time", UTC_TS),
+            ("feature_time", UTC_TS),
+            ("target_time", UTC_TS),  # feature_time + horizon_min
+            ("horizon_min", pa.int32()),
+            ("station_id", pa.string()),
+            ("alias", pa.string()),
+            ("model_name", pa.string()),
+            ("model_version", pa.string()),
+            ("p_no_bikes", pa.float64()),
+            ("p_no_docks", pa.float64()),
+            ("expected_bikes", pa.float64()),
+            ("bikes_lo", pa.float64()),  # 10% quantile
+            ("bikes_hi", pa.float64()),  # 90% quantile
+            ("current_bikes", pa.int32()),
+            ("current_docks", pa.int32()),
+            ("capacity", pa.int32()),
+        ]
+    ),
+)
+
 INFERENCE_BATCHES = TableSpec(
     name="inference_batches",
     prefix="inference_batches",
@@ -629,6 +658,7 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     DRIFT_SCORES,
     INFERENCE,
     INFERENCE_BATCHES,
+    FORECASTS,
     QUALITY,
     JOB_RUNS,
     ENDPOINT_METRICS,

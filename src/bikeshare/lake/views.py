@@ -120,6 +120,11 @@ DERIVED_VIEWS: dict[str, str] = {
         SELECT * FROM inference WHERE NOT shadow
         QUALIFY feature_time = max(feature_time) OVER (PARTITION BY city)
     """,
+    # The multi-horizon curves of the newest forecast slot per city and alias.
+    "forecasts_latest": """
+        SELECT * FROM forecasts
+        QUALIFY feature_time = max(feature_time) OVER (PARTITION BY city, alias)
+    """,
     # Batch outcomes per UTC day and alias; success_rate = ok / (ok + failed), skipped not counted.
     "inference_success": """
         SELECT city, date_trunc('day', feature_time) AS day, alias, shadow,

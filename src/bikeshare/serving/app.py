@@ -33,6 +33,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bikeshare.registry.client import ALIASES, model_name
+from bikeshare.serving.forecast import ForecastProvider, LatestForecasts, NoForecastProvider
 from bikeshare.serving.metrics import CONTENT_TYPE, ServingMetrics
 from bikeshare.serving.models import ModelProvider, ModelSet
 from bikeshare.serving.risk import LatestInference
@@ -70,6 +71,8 @@ def route_label(path: str) -> str:
     """Metric label of a request path: the route template, so labels stay few."""
     if path.startswith("/v1/stations/") and path.endswith("/risk"):
         return "/v1/stations/{station_id}/risk"
+    if path.startswith("/v1/stations/") and path.endswith("/forecast"):
+        return "/v1/stations/{station_id}/forecast"
     if path.startswith("/v1/alerts/") and path.endswith("/ack"):
         return "/v1/alerts/{alert_id}/ack"
     if path in KNOWN_PATHS:
@@ -77,7 +80,9 @@ def route_label(path: str) -> str:
     return "other"
 
 
-KNOWN_PATHS = frozenset({"/ping", "/invocations", "/v1/risk", "/healthz", "/metrics", "/docs", "/openapi.json"})
+KNOWN_PATHS = frozenset(
+    {"/ping", "/invocations", "/v1/forecast/invocations", "/v1/risk", "/healthz", "/metrics", "/docs", "/openapi.json"}
+)
 
 
 class EdgeMiddleware:
@@ -127,8 +132,13 @@ def create_app(
     provider: ModelProvider,
     lake: Lake | None = None,
     rng: random.Random | None = None,
+    forecast_provider: ForecastProvider | None = None,
 ) -> FastAPI:
-    """Build the endpoint around a model provider (already loaded); the lake backs the product API."""
+    """Build the endpoint around a model provider (already loaded); the lake backs the product API.
+
+    ``forecast_provider`` serves the multi-horizon model (``/v1/forecast/invocations``); without one
+    that route answers 503 naming the missing model.
+    """
     from bikeshare.lake.store import Lake
 
     lake = lake or Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url)
@@ -145,6 +155,10 @@ def create_app(
         horizon_min=settings.horizon_min,
         refresh_s=settings.serve_risk_refresh_s,
     )
+    forecasts = LatestForecasts(
+        lake=lake, city=settings.city, alias=default_alias, refresh_s=settings.serve_risk_refresh_s
+    )
+    forecaster = forecast_provider or NoForecastProvider()
     metrics = ServingMetrics(provider.state)
     parallel_rows = settings.serve_parallel_min_rows
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="score") if parallel_rows else None
@@ -152,10 +166,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         provider.start()
+        forecaster.start()
         try:
             yield
         finally:
             provider.close()
+            forecaster.close()
             if pool is not None:
                 pool.shutdown(wait=False)
 
@@ -277,6 +293,71 @@ def create_app(
             return no_inference()
         rows = snapshot.ranked.get(target, [])[:top]
         return json_response({**snapshot.header(), "target": target, "stations": rows})
+
+    @app.get("/v1/stations/{station_id}/forecast", summary="Latest 2-hour forecast curve of one station")
+    def station_forecast(station_id: Annotated[str, Path(min_length=1, max_length=200)]) -> Response:
+        snapshot = forecasts.latest()
+        if snapshot is None:
+            name = model_name(settings.city, "forecast")
+            return error_response(
+                503,
+                "no_forecast",
+                f"no {default_alias} forecast in the lake for city {settings.city!r} yet: train and promote "
+                f"{name} (`bikeshare forecast train`), then run `bikeshare infer`",
+            )
+        doc = snapshot.stations.get(station_id)
+        if doc is None:
+            return error_response(
+                404,
+                "unknown_station",
+                f"station {station_id!r} is not in the latest forecast batch ({snapshot.batch_id}, "
+                f"feature time {snapshot.feature_time.isoformat()}, {len(snapshot.stations)} stations)",
+            )
+        return json_response({**snapshot.header(), **doc})
+
+    @app.post(
+        "/v1/forecast/invocations",
+        summary="Forecast curves for feature rows (split or records orientation, like /invocations)",
+        openapi_extra={"requestBody": {"required": True, "content": {JSON: {"schema": {"type": "object"}}}}},
+    )
+    async def forecast_invocations(request: Request) -> Response:
+        content_type = request.headers.get("content-type")
+        if content_type is not None and not _is_json(content_type):
+            return error_response(415, "unsupported_media_type", f"send application/json, not {content_type!r}")
+        pinned = (request.headers.get(ALIAS_HEADER) or default_alias).strip().lower()
+        if pinned not in ALIASES:
+            return error_response(
+                400, "unknown_alias", f"X-Bikeshare-Alias must be production or staging, got {pinned!r}"
+            )
+        loaded = forecaster.current(pinned)
+        if loaded is None:
+            name = model_name(settings.city, "forecast")
+            return error_response(
+                503,
+                "no_forecast_model",
+                f"no {pinned} forecast model is loaded (missing: {name}; source {forecaster.location}): run "
+                f"`bikeshare forecast train` and `bikeshare forecast promote --to {pinned}`",
+            )
+        body = await request.body()
+        if len(body) > max_bytes:
+            return error_response(
+                413, "body_too_large", f"the body is {len(body)} bytes; the limit is {max_bytes} (serve_max_body_mb)"
+            )
+        try:
+            batch = parse_invocation(body, loaded.bundle.meta.feature_names, max_rows=max_rows)
+        except WireError as exc:
+            return Response(exc.body(), status_code=exc.status, media_type=JSON)
+        ids = [str(s) for s in batch.station_ids] if batch.station_ids is not None else None
+        curve = loaded.bundle.curve_matrix(batch.matrix, ids)
+        metrics.scored_rows(pinned, batch.rows)
+        doc = {
+            "alias": pinned,
+            "model": loaded.doc,
+            "horizons_min": list(loaded.bundle.meta.horizons_min),
+            "columns": list(curve.columns),
+            "data": curve.to_numpy(dtype=object).tolist(),
+        }
+        return json_response(doc, headers={"X-Bikeshare-Alias": pinned})
 
     def no_inference() -> Response:
         return error_response(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from bikeshare.serving.forecast import build_forecast_provider
 from bikeshare.serving.models import FolderModelProvider, ModelProvider, RegistryModelProvider
 
 if TYPE_CHECKING:
@@ -115,7 +116,9 @@ def worker_app(settings: Settings, model_dir: Path | None) -> FastAPI:
     except (RegistryUnavailable, FileNotFoundError, ValueError) as exc:
         log.error("worker cannot load its models: %s", exc)
         sys.exit(STARTUP_FAILURE)
-    return create_app(settings=settings, provider=provider)
+    return create_app(
+        settings=settings, provider=provider, forecast_provider=build_forecast_provider(settings, model_dir=model_dir)
+    )
 
 
 def app_from_env() -> FastAPI:
@@ -174,7 +177,9 @@ def run_server(
     if workers == 1:
         provider = provider or build_provider(settings, model_dir=model_dir)
         sock = bind_socket(host, port)
-        config = uvicorn_config(settings, create_app(settings=settings, provider=provider), workers=1)
+        forecaster = build_forecast_provider(settings, model_dir=model_dir)
+        app = create_app(settings=settings, provider=provider, forecast_provider=forecaster)
+        config = uvicorn_config(settings, app, workers=1)
         server = uvicorn.Server(config)
         server.run(sockets=[sock])
         return 0 if server.started else STARTUP_FAILURE

@@ -160,10 +160,17 @@ class ForecastBundle:
         if missing:
             raise ValueError(f"input lacks feature columns {missing} (the forecast model needs {len(names)} columns)")
         base = frame[names].to_numpy(dtype=np.float64, na_value=np.nan)
-        matrix = expand_matrix(base, horizons)
-        scores = self.score(matrix)
-        n = len(frame)
-        ids = frame["station_id"].astype(str).to_numpy() if "station_id" in frame.columns else np.arange(n).astype(str)
+        ids = frame["station_id"].astype(str).tolist() if "station_id" in frame.columns else None
+        return self.curve_matrix(base, ids, horizons)
+
+    def curve_matrix(
+        self, base: np.ndarray, station_ids: list[str] | None, horizons: tuple[int, ...] | None = None
+    ) -> pd.DataFrame:
+        """Like :meth:`curve` from a base matrix (columns ``feature_names``); row numbers when no ids."""
+        horizons = tuple(horizons or self.meta.horizons_min)
+        scores = self.score(expand_matrix(base, horizons))
+        n = base.shape[0]
+        ids = np.asarray(station_ids if station_ids is not None else [str(i) for i in range(n)], dtype=object)
         return pd.DataFrame(
             {
                 "station_id": np.repeat(ids, len(horizons)),
