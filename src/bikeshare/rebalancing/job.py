@@ -34,6 +34,7 @@ class PlanRun:
             s = self.plan.summary
             out.update(
                 status=self.plan.status,
+                forecaster=self.plan.forecaster,
                 solve_s=round(self.plan.solve_s, 3),
                 stations_in_need=s.stations_in_need,
                 stockout_min_no_action=round(s.stockout_min_no_action, 1),
@@ -57,6 +58,7 @@ def plan_at(
     from bikeshare.rebalancing.fleet import Fleet
     from bikeshare.rebalancing.forecast import FlowProfileForecaster
     from bikeshare.rebalancing.inputs import load_history, load_stations, system_timezone
+    from bikeshare.rebalancing.model_forecast import ModelForecaster
     from bikeshare.rebalancing.plan import make_plan
     from bikeshare.rebalancing.storage import plan_exists, write_plan
 
@@ -80,9 +82,17 @@ def plan_at(
         step_min=settings.grid_minutes,
         max_age_min=settings.max_snapshot_age_min,
     )
-    # Interim forecaster until the multi-horizon models write forecasts (docs/optimization_extension.md).
-    forecaster = FlowProfileForecaster(
+    # The multi-horizon model's stored forecasts; the flow profile where none is fresh.
+    fallback = FlowProfileForecaster(
         history, timezone=fleet.timezone, step_min=settings.grid_minutes, lookback_days=settings.rebalance_history_days
+    )
+    forecaster = ModelForecaster(
+        lake,
+        city=city,
+        alias=settings.serve_alias,
+        max_age_min=settings.forecast_max_age_min,
+        threshold=settings.shortage_threshold,
+        fallback=fallback,
     )
     step = settings.grid_minutes
     horizons = list(range(step, params.need.horizon_min + 1, step))
