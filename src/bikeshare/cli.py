@@ -442,6 +442,90 @@ def train(
             )
 
 
+# --- multi-horizon forecasts (15..120 min) ------------------------------------------------------
+forecast_app = typer.Typer(no_args_is_help=True, help="The multi-horizon forecast model: train, gate, promote.")
+app.add_typer(forecast_app, name="forecast")
+
+
+@forecast_app.command("train")
+def forecast_train(
+    ctx: typer.Context,
+    start: Annotated[str | None, typer.Option(help="First feature slot used (UTC ISO); default: all.")] = None,
+    end: Annotated[str | None, typer.Option(help="Last feature slot used (UTC ISO).")] = None,
+    test_start: Annotated[str | None, typer.Option(help="First test slot (UTC ISO).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Artifacts folder; default under state_dir/training.")] = None,
+    log: Annotated[bool, typer.Option(help="Log the run to MLflow and register bikeshare-<city>-forecast.")] = True,
+) -> None:
+    """Train the forecast family (horizon as a feature) and print its per-horizon evaluation against persistence."""
+    from bikeshare.features.build import load_features
+    from bikeshare.lake.store import Lake
+    from bikeshare.registry.forecast import forecast_gate
+    from bikeshare.training.forecast import train_forecast
+
+    settings = settings_of(ctx)
+    lake = Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url)
+    start_ts, end_ts = _window_options(start, end)
+    test_ts, _ = _window_options(test_start, None)
+    frame = load_features(lake=lake, city=settings.city, start=start_ts, end=end_ts)
+    if frame.empty:
+        raise typer.BadParameter("no feature rows in the lake for this window: run `bikeshare features build` first")
+    try:
+        result = train_forecast(frame, settings=settings, test_start=test_ts, artifacts_dir=out)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(result.report.table())
+    verdict = forecast_gate(result.report, horizons=settings.forecast_horizons_min)
+    typer.echo(f"gate: {'pass' if verdict.passed else 'FAIL ' + ', '.join(c.name for c in verdict.failed)}")
+    if log:
+        from bikeshare.registry.client import RegistryUnavailable, open_client
+        from bikeshare.registry.forecast import log_forecast_run
+
+        try:
+            logged = log_forecast_run(
+                client=open_client(settings), result=result, settings=settings, input_example=frame.head(5)
+            )
+        except RegistryUnavailable as exc:
+            raise _registry_failure(exc) from exc
+        typer.echo(
+            f"logged run {logged.run_id}; registered version {logged.version.version if logged.version else '-'}"
+        )
+
+
+@forecast_app.command("promote")
+def forecast_promote(
+    ctx: typer.Context,
+    to: Annotated[str, typer.Option("--to", help="Alias to move: staging | production.")],
+    note: Annotated[str, typer.Option(help="Why: kept in the audit history and on the version.")],
+    version: Annotated[str | None, typer.Option(help="Model version; default: the latest.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Move the alias even if checks fail ('forced').")] = False,
+) -> None:
+    """Gate the forecast model per horizon (vs persistence) and move the alias if it passes (exit 1 if refused)."""
+    from bikeshare.lake.store import Lake
+    from bikeshare.registry.client import ALIASES, ModelNotFoundError, RegistryUnavailable, open_client
+    from bikeshare.registry.forecast import promote_forecast
+
+    settings = settings_of(ctx)
+    _check_choice(to, ALIASES, "--to")
+    lake = Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url)
+    try:
+        outcome = promote_forecast(
+            client=open_client(settings),
+            lake=lake,
+            settings=settings,
+            alias=to,
+            note=note,
+            version=version,
+            force=force,
+        )
+    except (RegistryUnavailable, ModelNotFoundError, FileNotFoundError, ValueError) as exc:
+        raise _registry_failure(exc) from exc
+    if outcome.verdict is not None:
+        typer.echo(outcome.verdict.explain())
+    typer.echo(outcome.message)
+    if outcome.verdict is not None and not outcome.verdict.passed and not outcome.moved:
+        raise typer.Exit(code=1)
+
+
 # --- registry: promotion gate, rollback, model versions ------------------------------------------
 ALIAS_HELP = "Alias to move: staging | production."
 TARGET_HELP = "Target: bikes | docks."
