@@ -16,8 +16,11 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 
+# Extra flags of `bikeshare demo`, e.g. make demo DEMO_ARGS=--exit-after-batch
+DEMO_ARGS ?=
+
 demo: $(STAMP)
-	$(BIN)/bikeshare demo
+	$(BIN)/bikeshare demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench

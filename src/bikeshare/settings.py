@@ -294,7 +294,7 @@ class Settings(BaseSettings):
         description="Virtual time the demo's live loop starts at: the shipped slice before it is backfilled.",
     )
     demo_live_hours: float | None = Field(
-        10.0, gt=0, description="Hours of the slice the demo replays live after the staging soak; unset: to its end."
+        8.0, gt=0, description="Hours of the slice the demo replays live after the staging soak; unset: to its end."
     )
     demo_train_days: float = Field(2.0, gt=0, description="Days of features before the live start the demo trains on.")
     demo_speed: float = Field(120.0, gt=0, description="Replay speed of the demo: virtual seconds per real second.")

@@ -48,7 +48,10 @@ from bikeshare.settings import Settings
 log = logging.getLogger(__name__)
 
 SOAK_JOBS = ("ingest", "infer", "actuals")
-# Batches that overran their slot leave staging short of its hours: the soak goes on this much more.
+# Online hours count joined target times: a batch lost to an overrun, or a target time with no
+# snapshot observed near it, does not count. The soak is planned this much longer than the hours
+# needed, and extended by SOAK_EXTENSION (at most MAX_SOAK_EXTENSIONS times) if still short.
+SOAK_MARGIN = pd.Timedelta(minutes=15)
 SOAK_EXTENSION = pd.Timedelta(minutes=15)
 MAX_SOAK_EXTENSIONS = 4
 
@@ -77,9 +80,11 @@ class DemoPlan:
                 f"demo_live_start {start.isoformat()} must leave a day of history in the recording "
                 f"({recording_start.isoformat()}..{recording_end.isoformat()})"
             )
-        # staging needs soak_hours of joined predictions: the last one is joined horizon + settle later
-        settle = pd.Timedelta(minutes=settings.horizon_min + settings.actuals_settle_min + settings.infer_interval_min)
-        soak_end = start + pd.Timedelta(hours=settings.demo_soak_hours) + settle
+        # staging needs soak_hours of joined predictions: the first target time is a horizon after the
+        # start, and the last one is joined settle minutes after it (then the next actuals run)
+        settle_min = settings.horizon_min + settings.actuals_settle_min + settings.actuals_interval_min
+        settle = pd.Timedelta(minutes=settle_min)
+        soak_end = start + pd.Timedelta(hours=settings.demo_soak_hours) + settle + SOAK_MARGIN
         live_end = recording_end
         if settings.demo_live_hours is not None:
             live_end = min(recording_end, soak_end + pd.Timedelta(hours=settings.demo_live_hours))
@@ -102,6 +107,7 @@ class DemoSummary:
     jobs: pd.DataFrame
     promotions: list[str]
     timings: dict[str, float] = field(default_factory=dict)
+    replay_speed: float = 1.0
 
     def text(self) -> str:
         """The summary as printed."""
@@ -127,6 +133,12 @@ class DemoSummary:
             lines.append("  (none fired)")
         else:
             lines.append("  " + self.alerts.to_string(index=False).replace("\n", "\n  "))
+            if self.replay_speed > 1:
+                lines.append(
+                    f"  (replayed at {self.replay_speed:g}x: a job that waits one real second for the CPU starts "
+                    f"{self.replay_speed / 60:g} min late on the job clock, and a delay or freshness alert counts "
+                    "that wait; max_lag_s below shows how late each job got)"
+                )
         lines += ["", "Job runs (live loop and soak):"]
         lines.append("  " + self.jobs.to_string(index=False, float_format=lambda v: f"{v:.2f}").replace("\n", "\n  "))
         lines += ["", "Timings (wall seconds): " + ", ".join(f"{k} {v:.0f}" for k, v in self.timings.items())]
@@ -386,6 +398,7 @@ def run_demo(
                 "mlflow": f".venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri} --port 5000",
                 "workspace": str(workspace),
             },
+            replay_speed=base.demo_speed,
         )
         write_model_card(client=client, lake=lake, settings=settings, plan=plan, summary=summary, dest=workspace)
         say(summary.text())
@@ -524,6 +537,7 @@ def summarise(
     promotions: list[str],
     timings: dict[str, float],
     urls: dict[str, str],
+    replay_speed: float = 1.0,
 ) -> DemoSummary:
     """Read what the demo's loops wrote back from the lake (and the endpoint's /metrics)."""
     from bikeshare.inference.batch import batch_success_rate
@@ -577,6 +591,7 @@ def summarise(
         jobs=jobs,
         promotions=promotions,
         timings=timings,
+        replay_speed=replay_speed,
     )
 
 
