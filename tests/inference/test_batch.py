@@ -193,8 +193,9 @@ class FaultProxy:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                proxy.calls += 1
-                if proxy.calls <= failures:
+                counted = self.path == "/invocations"  # the forecast route passes through uncounted
+                proxy.calls += counted
+                if counted and proxy.calls <= failures:
                     payload = b'{"error": "overloaded", "detail": "injected fault"}'
                     self.send_response(503)
                 else:

@@ -119,3 +119,22 @@ def test_no_forecast_model_is_a_clear_503(store: Store, serve: Callable[..., End
     with EndpointClient(endpoint.url) as client, pytest.raises(EndpointError) as caught:
         client.forecast(body, rows=3, alias="production")
     assert caught.value.code == NO_FORECAST_MODEL and caught.value.attempts == 1
+
+
+def test_the_logged_pyfunc_scores_the_curve_from_code(
+    store: Store, forecast_city: str, slice_day_features: pd.DataFrame, forecast_run: ForecastTrainingResult
+) -> None:
+    import mlflow.pyfunc
+
+    from bikeshare.registry.client import latest_version
+
+    info = latest_version(store.client, forecast_model_name(forecast_city))
+    location = store.client.get_model_version_download_uri(info.name, info.version)
+    model = mlflow.pyfunc.load_model(location)
+    rows = _latest_rows(slice_day_features).head(4)
+    names = list(forecast_run.bundle.meta.feature_names)
+    out = model.predict(rows[names].astype("float64"))  # the signature: every feature a double
+    expected = forecast_run.bundle.curve(rows)
+    assert len(out) == len(rows) * 5
+    numbers = ["horizon_min", "p_no_bikes", "p_no_docks", "expected_bikes", "bikes_lo", "bikes_hi"]
+    pd.testing.assert_frame_equal(out[numbers].reset_index(drop=True), expected[numbers])

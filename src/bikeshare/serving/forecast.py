@@ -6,6 +6,9 @@
   A city without a forecast model is not an error: the forecast routes answer 503 naming it.
 - :class:`LatestForecasts` reads the newest ``forecasts`` partition the batch job wrote, like
   :class:`bikeshare.serving.risk.LatestInference` reads inference batches.
+
+pandas, duckdb and the bundle module are imported where used: ``serving.server`` imports this
+module, and a worker process must answer uvicorn's health pings soon after it is spawned.
 """
 
 from __future__ import annotations
@@ -18,16 +21,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import duckdb
-
 from bikeshare.registry.client import ALIASES, ModelNotFoundError, RegistryUnavailable, redact
-from bikeshare.training.forecast_bundle import FORECAST_FILE, ForecastBundle
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from bikeshare.lake.store import Lake
     from bikeshare.settings import Settings
+    from bikeshare.training.forecast_bundle import ForecastBundle
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,8 @@ class FolderForecastProvider:
     """Serves the forecast bundle in ``<folder>`` (``forecast.json`` plus boosters) under every alias."""
 
     def __init__(self, folder: Path, *, settings: Settings) -> None:
+        from bikeshare.training.forecast_bundle import FORECAST_FILE, ForecastBundle
+
         self.location = str(folder)
         self._loaded: LoadedForecast | None = None
         if (folder / FORECAST_FILE).is_file():
@@ -246,6 +249,8 @@ class LatestForecasts:
                 return
 
     def _read(self, dt: str) -> ForecastSnapshot | None:
+        import duckdb
+
         from bikeshare.lake.tables import FORECASTS
 
         source = self._lake.scan_sql(FORECASTS, city=self._city, dts=[dt])
