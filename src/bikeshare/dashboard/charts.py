@@ -112,3 +112,27 @@ def route_paths(stops: pd.DataFrame, *, method: str = "optimised") -> list[dict[
             }
         )
     return paths
+
+
+def forecast_band(observed: pd.DataFrame, curve: pd.DataFrame, *, tz: str, height: int = 240) -> alt.LayerChart:
+    """Observed bikes (``last_updated``, ``bikes``) then the forecast: expected bikes with the 80% band.
+
+    ``curve`` has ``target_time, expected_bikes, bikes_lo, bikes_hi`` and, first, the feature slot's
+    counts at ``feature_time`` so that the forecast line starts where the observations end.
+    """
+    seen = observed[["last_updated", "bikes"]].rename(columns={"last_updated": "time", "bikes": "value"})
+    seen = seen.assign(time=wall_time(seen["time"], tz), series="observed bikes")
+    band = curve.assign(time=wall_time(curve["target_time"], tz))
+    x = alt.X("time:T", title=f"time ({tz})")
+    area = alt.Chart(band).mark_area(opacity=0.25, color="#f58518").encode(
+        x=x, y=alt.Y("bikes_lo:Q", title="bikes"), y2="bikes_hi:Q",
+        tooltip=[alt.Tooltip("time:T", format="%H:%M"), "bikes_lo:Q", "expected_bikes:Q", "bikes_hi:Q"],
+    )  # fmt: skip
+    expected = band.assign(series="expected bikes (80% band)", value=band["expected_bikes"])
+    lines = pd.concat([seen, expected[["time", "value", "series"]]], ignore_index=True)
+    line = (
+        alt.Chart(lines)
+        .mark_line(point=True)
+        .encode(x=x, y="value:Q", color=alt.Color("series:N", title=None), tooltip=["series:N", "value:Q"])
+    )
+    return alt.layer(area, line).properties(height=height)

@@ -369,6 +369,28 @@ def station_predictions(
 
 
 @_cached
+def station_forecast(
+    src: Source, epoch: int, station_id: str, end: pd.Timestamp, max_age_min: int = 120
+) -> pd.DataFrame:
+    """The newest stored forecast curve of one station with feature time in ``[end - max_age_min, end]``."""
+    start = end - pd.Timedelta(minutes=max_age_min)
+    return reader(src, epoch).frame(
+        f"""
+        WITH mine AS (
+            SELECT * FROM ({_window_scan(src, epoch, "forecasts", start, end)})
+            WHERE station_id = ? AND feature_time <= ?
+        )
+        SELECT feature_time, target_time, horizon_min, expected_bikes, bikes_lo, bikes_hi, p_no_bikes, p_no_docks,
+               current_bikes, alias, model_name, model_version
+        FROM mine WHERE feature_time = (SELECT max(feature_time) FROM mine)
+        QUALIFY batch_id = max(batch_id) OVER ()
+        ORDER BY horizon_min
+        """,
+        [station_id, end.to_pydatetime()],
+    )
+
+
+@_cached
 def latest_plan(src: Source, epoch: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The newest rebalancing plan: its summary row and its truck stops (optimised and greedy)."""
     dts = latest_partitions(src, epoch, "plans", 1)

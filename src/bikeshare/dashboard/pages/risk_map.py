@@ -10,7 +10,7 @@ import pydeck as pdk
 import streamlit as st
 
 from bikeshare.dashboard import queries as q
-from bikeshare.dashboard.charts import risk_colour, route_paths, text_time, time_lines
+from bikeshare.dashboard.charts import forecast_band, risk_colour, route_paths, text_time, time_lines
 from bikeshare.dashboard.context import PageContext, no_data, page_context, page_done, sidebar
 from bikeshare.lake.store import parse_partition_value
 
@@ -127,11 +127,38 @@ def render_panel(ctx: PageContext, row: pd.Series, end: pd.Timestamp) -> None:
             height=180,
         )
         st.altair_chart(chart, width="stretch")
-    # FORECAST CURVE (issue 8): the next 2 hours of forecast counts with their band go here, next to
-    # the observed counts above, once the multi-horizon models write their forecasts.
+    render_forecast(ctx, str(row["station_id"]), history, end)
+
+
+def render_forecast(ctx: PageContext, station_id: str, history: pd.DataFrame, end: pd.Timestamp) -> None:
+    """The next 2 h: expected bikes with the 80% band after the observed counts, and the two probabilities."""
+    curve = q.station_forecast(ctx.src, ctx.epoch, station_id, end)
+    st.markdown("**Next 2 h** · forecast of the multi-horizon model")
+    if curve.empty:
+        st.caption(
+            "No forecast yet: run `bikeshare forecast train`, `bikeshare forecast promote --to production` "
+            "and then `bikeshare infer` (the batch writes every horizon to the forecasts table)."
+        )
+        return
+    first = curve.iloc[0]
+    start = pd.DataFrame(
+        {
+            "target_time": [first["feature_time"]],
+            **{c: [float(first["current_bikes"])] for c in ("expected_bikes", "bikes_lo", "bikes_hi")},
+        }
+    )
+    band = pd.concat([start, curve[["target_time", "expected_bikes", "bikes_lo", "bikes_hi"]]], ignore_index=True)
+    recent = history[history["last_updated"] >= end - timedelta(hours=PANEL_HOURS)]
+    st.altair_chart(forecast_band(recent, band, tz=ctx.tz), width="stretch")
+    probs = curve.melt(id_vars=["target_time"], value_vars=["p_no_bikes", "p_no_docks"], var_name="series")
+    st.altair_chart(
+        time_lines(probs, x="target_time", y="value", color="series", tz=ctx.tz, y_title="probability",
+                   y_domain=(0, 1), height=160),
+        width="stretch",
+    )  # fmt: skip
     st.caption(
-        "Forecast curve for the next 2 h: not available yet. It arrives with the multi-horizon forecasts "
-        "(issue 8); until then the probabilities above are the 30-minute predictions of `bikeshare infer`."
+        f"Forecast of {ctx.fmt(first['feature_time'])} · {first['alias']} {first['model_name']} "
+        f"v{first['model_version']} · horizons {', '.join(str(int(h)) for h in curve['horizon_min'])} min"
     )
 
 
