@@ -129,6 +129,9 @@ class Settings(BaseSettings):
         600_000, ge=1_000, description="Training rows (one random horizon each) the forecast models fit on at most."
     )
     forecast_num_trees: int = Field(200, ge=1, description="Boosting rounds of each multi-horizon forecast model.")
+    pipeline_train_forecast: bool = Field(
+        True, description="The training pipeline also trains the multi-horizon forecast model and gates it for staging."
+    )
     forecast_max_age_min: int = Field(
         30, ge=1, description="Stored forecasts older than this (feature time) are stale: planning falls back."
     )

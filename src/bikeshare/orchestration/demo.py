@@ -301,6 +301,9 @@ def run_demo(
         say(result.summary())
         for outcome in result.targets.values():
             promotions.append(f"{outcome.model_name} v{outcome.version}: staging {outcome.staging} (pipeline)")
+        if result.forecast is not None:
+            f = result.forecast
+            promotions.append(f"{f.model_name} v{f.version}: staging {f.staging} (pipeline)")
         _check_stop(stop)
         # 4. endpoint
         env = settings_env(settings)
@@ -449,7 +452,28 @@ def promote_production(*, settings: Settings, lake: Lake, client: object, say: C
         head = outcome.message.splitlines()[0]
         say(outcome.message)
         lines.append(head)
+    lines += promote_forecast_production(settings=settings, lake=lake, client=client, say=say)
     return lines
+
+
+def promote_forecast_production(
+    *, settings: Settings, lake: Lake, client: object, say: Callable[[str], None]
+) -> list[str]:
+    """Gate the forecast model's staging holder for production (its per-horizon gate); nothing if none is staged."""
+    from bikeshare.registry.client import alias_holder
+    from bikeshare.registry.forecast import forecast_model_name, promote_forecast
+
+    name = forecast_model_name(settings.city)
+    staged = alias_holder(client, name, "staging")  # type: ignore[arg-type]
+    if staged is None:
+        say(f"{name}: nothing holds staging (not trained, or refused by its gate); no forecast curves")
+        return [f"{name}: not promoted (no staging holder)"]
+    outcome = promote_forecast(
+        client=client, lake=lake, settings=settings, alias="production", version=staged.version,  # type: ignore[arg-type]
+        note="demo: the per-horizon gate passed for staging", actor="demo",
+    )  # fmt: skip
+    say(outcome.message)
+    return [outcome.message]
 
 
 def staging_online_hours(*, lake: Lake, settings: Settings, client: object) -> float:

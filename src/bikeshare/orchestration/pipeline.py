@@ -121,6 +121,8 @@ class PipelineReport:
     targets: dict[str, TargetOutcome]
     duration_s: float
     timings: dict[str, float] = field(default_factory=dict)
+    # The multi-horizon forecast model (pipeline_train_forecast); its gate does not set the exit code.
+    forecast: TargetOutcome | None = None
 
     @property
     def exit_code(self) -> int:
@@ -139,6 +141,8 @@ class PipelineReport:
         )
         lines = [f"pipeline: {days}; training window {self.train_window[0]}..{self.train_window[1]}"]
         lines += [f"  {outcome.line()}" for outcome in self.targets.values()]
+        if self.forecast is not None:
+            lines.append(f"  {self.forecast.line()}")
         lines.append(f"  done in {self.duration_s:.1f} s; exit code {self.exit_code}")
         return "\n".join(lines)
 
@@ -152,6 +156,17 @@ class PipelineReport:
                 for t in self.targets.values()
             },
             "exit_code": self.exit_code,
+            **(
+                {
+                    "forecast": {
+                        "version": self.forecast.version,
+                        "trained": self.forecast.trained,
+                        "staging": self.forecast.staging,
+                    }
+                }
+                if self.forecast is not None
+                else {}
+            ),
         }
 
 
@@ -372,12 +387,80 @@ def run_pipeline(
             message = outcome.message
             say(f"{target}: {outcome.message.splitlines()[0]}")
         outcomes[target] = TargetOutcome(target, name, version, trained, staging, window, metrics, message)
+    forecast = None
+    if settings.pipeline_train_forecast and not stop.is_set():
+        t = time.perf_counter()
+        try:
+            forecast = _forecast_step(frame, lake=lake, client=client, settings=settings, commit=commit, say=say)
+        except PipelineError as exc:  # e.g. a window too short for the 2-hour horizons: the 30-min models stand
+            say(f"forecast: not trained ({exc})")
+        timings["forecast_s"] = time.perf_counter() - t
     return PipelineReport(
         feature_days=tuple(days),
         train_window=window,
         targets=outcomes,
         duration_s=time.perf_counter() - started,
         timings=timings,
+        forecast=forecast,
+    )
+
+
+FORECAST_SETTINGS: tuple[str, ...] = ("forecast_horizons_min", "forecast_train_max_rows", "forecast_num_trees")
+
+
+def _forecast_step(
+    frame: pd.DataFrame,
+    *,
+    lake: Lake,
+    client: MlflowClient,
+    settings: Settings,
+    commit: str,
+    say: Callable[[str], None],
+) -> TargetOutcome:
+    """Train (unless registered for the same key), register and gate the forecast model for ``staging``."""
+    from bikeshare.registry.client import alias_holder, get_version, reachable, uri_of
+    from bikeshare.registry.forecast import forecast_model_name, log_forecast_run, promote_forecast
+    from bikeshare.registry.promotion import version_audit_tags
+    from bikeshare.training.forecast import train_forecast
+
+    base, window = pipeline_key(frame, target="bikes", settings=settings, commit=commit)
+    extra = {name: getattr(settings, name) for name in FORECAST_SETTINGS}
+    key = hashlib.sha256(json.dumps([base, extra], sort_keys=True, default=str).encode()).hexdigest()[:20]
+    name = forecast_model_name(settings.city)
+    version = find_by_key(client, name, key)
+    trained = version is None
+    if version is None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        try:
+            result = train_forecast(
+                frame, settings=settings, artifacts_dir=settings.state_dir / "training" / f"pipeline-forecast-{stamp}"
+            )
+        except ValueError as exc:
+            raise PipelineError(f"forecast: {exc}") from exc
+        logged = log_forecast_run(client=client, result=result, settings=settings, input_example=frame.head(5))
+        if logged.version is None:  # pragma: no cover - register=True always registers
+            raise RuntimeError("the forecast run was not registered")
+        version = str(logged.version.version)
+        with reachable(uri_of(client)):
+            client.set_model_version_tag(name, version, PIPELINE_KEY_TAG, key)
+        say(f"forecast: trained and registered v{version}")
+    info = get_version(client, name, version)
+    holder = alias_holder(client, name, "staging")
+    message = ""
+    if holder is not None and holder.version == version:
+        staging = Staging.HELD
+    elif version_audit_tags(info, "staging").get("action") == "refused" and not trained:
+        staging = Staging.REFUSED_BEFORE
+    else:
+        outcome = promote_forecast(
+            client=client, lake=lake, settings=settings, alias="staging", version=version,
+            note=f"pipeline: data {window[0]}..{window[1]}, key {key}", actor=PIPELINE_ACTOR,
+        )  # fmt: skip
+        staging = Staging.PROMOTED if outcome.moved else Staging.HELD if outcome.action is None else Staging.REFUSED
+        message = outcome.message
+        say(f"forecast: {message}")
+    return TargetOutcome(
+        "forecast", name, version, trained, staging, window, _run_metrics(client, info.run_id), message
     )
 
 

@@ -2,7 +2,7 @@
 
 A bundle is a folder: ``forecast.json`` (horizons, features, calibrations, provenance) plus five
 LightGBM boosters: two classifiers (P(bikes <= threshold) and P(docks <= threshold) at t + h), a
-squared-error regressor of the change of bikes until t + h, and two quantile regressors (0.1, 0.9)
+median (L1) regressor of the change of bikes until t + h, and two quantile regressors (0.1, 0.9)
 of that change, whose sum with the current bikes is the 80% interval.
 
 Like ``bundle.py`` this module must stay importable with numpy, pandas and lightgbm alone: the
@@ -24,7 +24,7 @@ FORECAST_FORMAT_VERSION = 1
 FORECAST_FILE = "forecast.json"
 HORIZON_FEATURE = "horizon_min"
 # Booster roles, in the order the files are written.
-ROLES: tuple[str, ...] = ("p_no_bikes", "p_no_docks", "bikes_mean", "bikes_q10", "bikes_q90")
+ROLES: tuple[str, ...] = ("p_no_bikes", "p_no_docks", "bikes_median", "bikes_q10", "bikes_q90")
 OUTPUT_COLUMNS: tuple[str, ...] = (
     "station_id",
     "horizon_min",
@@ -139,7 +139,7 @@ class ForecastBundle:
         docks = np.nan_to_num(matrix[:, self._index("docks")].astype(float), nan=0.0)
         capacity = matrix[:, self._index("capacity")].astype(float)
         top = np.where(np.isfinite(capacity), np.maximum(capacity, bikes + docks), bikes + docks)
-        mean = np.clip(bikes + raw("bikes_mean"), 0.0, top)
+        mean = np.clip(bikes + raw("bikes_median"), 0.0, top)
         q_lo = bikes + raw("bikes_q10")
         q_hi = bikes + raw("bikes_q90")
         lo = np.clip(np.minimum(q_lo, q_hi), 0.0, top)  # quantile regressors may cross: sort them
