@@ -22,6 +22,10 @@ def test_the_soak_leaves_time_for_the_hours_admission_needs(tmp_path) -> None:
     assert plan.soak_end >= last_needed + pd.Timedelta(minutes=2 + 5) + SOAK_MARGIN
     assert plan.live_end == plan.soak_end + pd.Timedelta(hours=8)
     assert str(settings.state_dir).startswith(str(tmp_path)) and settings.weather_enabled is False
+    # demo-sized boosting for both model families, so that the batch part stays within minutes
+    assert settings.train_num_trees == base.demo_train_num_trees
+    assert settings.forecast_num_trees < base.forecast_num_trees
+    assert settings.forecast_train_max_rows < base.forecast_train_max_rows
 
 
 def test_a_live_start_without_a_day_of_history_is_refused(tmp_path) -> None:
