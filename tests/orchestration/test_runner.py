@@ -179,9 +179,9 @@ def test_sigterm_stops_the_runner_cleanly(lake: Lake) -> None:
         recorder=JobRunRecorder(lake, city="sf", flush_s=3600),
         stop=stop,
     )
-    threading.Timer(0.5, os.kill, args=(os.getpid(), signal.SIGTERM)).start()
     previous = signal.getsignal(signal.SIGTERM)
-    with signals_set(stop):
+    with signals_set(stop):  # the handler is in place before the signal is sent
+        threading.Timer(0.5, os.kill, args=(os.getpid(), signal.SIGTERM)).start()
         report = runner.run()
     assert signal.getsignal(signal.SIGTERM) is previous  # handlers are given back
     assert stop.is_set()
