@@ -34,7 +34,7 @@ CITY = "sf"
 HISTORY_START = pd.Timestamp("2023-03-07T11:00Z")
 LIVE_START = pd.Timestamp("2023-03-07T15:00Z")  # 07:00 in San Francisco
 LIVE_END = LIVE_START + pd.Timedelta(hours=2)
-SPEED = 150.0  # virtual seconds per real second: two hours in 48 s
+SPEED = 200.0  # virtual seconds per real second: two hours in 36 s
 TARGETS = ("bikes", "docks")
 
 
