@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--reuse-features", action="store_true", help="use the features the cache holds")
     parser.add_argument("--max-test-rows", type=int, default=None, help="sample this many test station-slots")
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--save-bundle", help="also save the trained forecast bundle to this folder")
     args = parser.parse_args()
 
     from bikeshare.features.build import load_features, status_span, write_features
@@ -80,6 +81,8 @@ def main() -> None:
         f"forecast training: {total_s:.1f} s in all (fit of the 5 boosters {result.timings['fit_s']:.1f} s, "
         f"test scoring {result.timings['score_test_s']:.1f} s)"
     )
+    if args.save_bundle:
+        result.bundle.save(Path(args.save_bundle))
     if args.json:
         Path(args.json).write_text(
             json.dumps({"report": result.report.to_dict(), "timings": result.timings, "total_s": total_s}, default=str)

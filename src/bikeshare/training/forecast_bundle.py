@@ -2,8 +2,9 @@
 
 A bundle is a folder: ``forecast.json`` (horizons, features, calibrations, provenance) plus five
 LightGBM boosters: two classifiers (P(bikes <= threshold) and P(docks <= threshold) at t + h), a
-median (L1) regressor of the change of bikes until t + h, and two quantile regressors (0.1, 0.9)
-of that change, whose sum with the current bikes is the 80% interval.
+median (L1) regressor of the change of bikes until t + h (the point forecast, rounded to a whole
+count), and two quantile regressors (0.1, 0.9) of that change, whose sum with the current bikes is
+the 80% interval.
 
 Like ``bundle.py`` this module must stay importable with numpy, pandas and lightgbm alone: the
 logged MLflow model ships a copy of it.
@@ -139,7 +140,9 @@ class ForecastBundle:
         docks = np.nan_to_num(matrix[:, self._index("docks")].astype(float), nan=0.0)
         capacity = matrix[:, self._index("capacity")].astype(float)
         top = np.where(np.isfinite(capacity), np.maximum(capacity, bikes + docks), bikes + docks)
-        mean = np.clip(bikes + raw("bikes_median"), 0.0, top)
+        # Counts are integers, so their median is one: the L1 booster's shrunk leaf values leave
+        # fractions that cost MAE on the many rows that do not move (docs/training_eval.md).
+        mean = np.clip(np.round(bikes + raw("bikes_median")), 0.0, top)
         q_lo = bikes + raw("bikes_q10")
         q_hi = bikes + raw("bikes_q90")
         lo = np.clip(np.minimum(q_lo, q_hi), 0.0, top)  # quantile regressors may cross: sort them
