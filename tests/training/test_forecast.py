@@ -15,6 +15,7 @@ from bikeshare.registry.forecast import forecast_gate
 from bikeshare.training.forecast import (
     ForecastReport,
     ForecastTrainingResult,
+    choose_deadband,
     expand_horizons,
     sample_horizons,
     score_expanded,
@@ -165,3 +166,17 @@ def test_gate_passes_only_when_every_horizon_beats_persistence(trained: Forecast
     ] == ["mae_vs_persistence@90"]
     missing = forecast_gate(report, horizons=[*horizons, 180])
     assert [c.name for c in missing.failed] == ["evaluated@180"]
+
+
+def test_deadband_is_chosen_per_horizon_to_minimise_validation_mae() -> None:
+    # 15 min: the model's 0.7 changes are noise (nothing moves) -> stay put below them;
+    # 60 min: its 0.7 changes are real moves of 1 bike -> plain rounding.
+    rows = pd.DataFrame(
+        {
+            "horizon_min": [15] * 4 + [60] * 4,
+            "bikes": [5] * 8,
+            "bikes_at_h": [5, 5, 5, 5, 6, 6, 6, 5],
+        }
+    )
+    raw = np.array([0.7, 0.7, 0.2, 0.0, 0.7, 0.7, 0.7, 0.1])
+    assert choose_deadband(rows, raw, (15, 60, 120)) == (0.8, 0.5, 0.5)

@@ -68,6 +68,9 @@ class ForecastMeta:
     algo: str = "lightgbm"
     target: str = "forecast"
     horizon_min: int = 30
+    # Per horizon of ``horizons_min``: the point forecast moves off the current count only when
+    # the median change is at least this large (chosen on validation; 0.5 = plain rounding).
+    median_deadband: tuple[float, ...] = ()
     provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -95,6 +98,7 @@ class ForecastMeta:
             **{
                 **payload,
                 "horizons_min": tuple(int(h) for h in payload["horizons_min"]),
+                "median_deadband": tuple(float(d) for d in payload.get("median_deadband", ())),
                 "feature_names": tuple(payload["feature_names"]),
                 "calibration_bikes": Calibration(**{k: tuple(v) for k, v in payload["calibration_bikes"].items()}),
                 "calibration_docks": Calibration(**{k: tuple(v) for k, v in payload["calibration_docks"].items()}),
@@ -142,7 +146,11 @@ class ForecastBundle:
         top = np.where(np.isfinite(capacity), np.maximum(capacity, bikes + docks), bikes + docks)
         # Counts are integers, so their median is one: the L1 booster's shrunk leaf values leave
         # fractions that cost MAE on the many rows that do not move (docs/training_eval.md).
-        mean = np.clip(np.round(bikes + raw("bikes_median")), 0.0, top)
+        change = raw("bikes_median")
+        if self.meta.median_deadband:
+            band = np.interp(matrix[:, -1], self.meta.horizons_min, self.meta.median_deadband)
+            change = np.where(np.abs(change) < band, 0.0, change)
+        mean = np.clip(np.round(bikes + change), 0.0, top)
         q_lo = bikes + raw("bikes_q10")
         q_hi = bikes + raw("bikes_q90")
         lo = np.clip(np.minimum(q_lo, q_hi), 0.0, top)  # quantile regressors may cross: sort them
