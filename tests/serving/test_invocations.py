@@ -62,6 +62,23 @@ def test_ping_and_whole_city_split_request(endpoint: Endpoint, store: Store, cit
     assert 0 < sum(doc["short_bikes"]) < rows  # the slice has short and non-short stations
 
 
+def test_target_query_scores_one_model(endpoint: Endpoint, body: dict) -> None:
+    with endpoint.client() as http:
+        both = http.post("/invocations", json=body).json()
+        answers = {t: http.post(f"/invocations?target={t}", json=body) for t in ("bikes", "docks")}
+        wrong = http.post("/invocations?target=ebikes", json=body)
+    for target, other in (("bikes", "docks"), ("docks", "bikes")):
+        response = answers[target]
+        assert response.status_code == 200, response.text
+        doc = response.json()
+        assert set(doc["models"]) == {target} and doc["models"][target] == both["models"][target]
+        assert doc[f"p_{target}"] == both[f"p_{target}"] and doc[f"short_{target}"] == both[f"short_{target}"]
+        assert f"p_{other}" not in doc and f"short_{other}" not in doc
+    assert (
+        wrong.status_code == 400 and wrong.json()["error"] == "unknown_target" and "'ebikes'" in wrong.json()["detail"]
+    )
+
+
 def test_records_orientation_reordered_and_extra_columns_give_the_same_answer(endpoint: Endpoint, body: dict) -> None:
     columns = body["columns"]
     records = [dict(zip(columns, row, strict=True)) for row in body["data"][:40]]

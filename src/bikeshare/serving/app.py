@@ -246,12 +246,23 @@ def create_app(
             return error_response(
                 413, "body_too_large", f"the body is {len(body)} bytes; the limit is {max_bytes} (serve_max_body_mb)"
             )
+        only = request.query_params.get("target")
+        if only is not None and only not in TARGETS:
+            return error_response(
+                400, "unknown_target", f"target must be bikes or docks (or left out for both), got {only!r}"
+            )
         try:
             batch = parse_invocation(body, models.features, max_rows=max_rows)
         except WireError as exc:
             return Response(exc.body(), status_code=exc.status, media_type=JSON)
-        big = pool is not None and batch.rows >= parallel_rows
-        p_bikes, p_docks, short_bikes, short_docks = models.score(batch.matrix, pool=pool if big else None)
+        p_bikes = p_docks = short_bikes = short_docks = None
+        if only == "bikes":
+            p_bikes, short_bikes = models.score_one(batch.matrix, target="bikes")
+        elif only == "docks":
+            p_docks, short_docks = models.score_one(batch.matrix, target="docks")
+        else:
+            big = pool is not None and batch.rows >= parallel_rows
+            p_bikes, p_docks, short_bikes, short_docks = models.score(batch.matrix, pool=pool if big else None)
         metrics.scored_rows(alias, batch.rows)
         payload = encode_response(
             alias=alias,

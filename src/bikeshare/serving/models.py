@@ -126,6 +126,13 @@ class ModelSet:
             p_docks = self.docks.bundle.predict_proba(xd)
         return p_bikes, p_docks, self.bikes.bundle.decide(p_bikes), self.docks.bundle.decide(p_docks)
 
+    def score_one(self, matrix: np.ndarray, *, target: str) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and decisions of one target (``bikes`` or ``docks``) only."""
+        model, columns = (self.bikes, self.bikes_columns) if target == "bikes" else (self.docks, self.docks_columns)
+        x = matrix if columns is None else np.ascontiguousarray(matrix[:, columns])
+        proba = model.bundle.predict_proba(x)
+        return proba, model.bundle.decide(proba)
+
 
 @dataclass(frozen=True)
 class ProviderState:

@@ -223,19 +223,23 @@ def encode_response(
     alias: str,
     models: dict[str, Any],
     station_ids: list[Any] | None,
-    p_bikes: np.ndarray,
-    p_docks: np.ndarray,
-    short_bikes: np.ndarray,
-    short_docks: np.ndarray,
+    p_bikes: np.ndarray | None,
+    p_docks: np.ndarray | None,
+    short_bikes: np.ndarray | None,
+    short_docks: np.ndarray | None,
 ) -> bytes:
-    """The columnar response document (numpy arrays serialised by orjson without a Python loop)."""
-    doc: dict[str, Any] = {"alias": alias, "models": models}
+    """The columnar response document (numpy arrays serialised by orjson without a Python loop).
+
+    A target whose arrays are ``None`` (a request for one target) is left out, with its model.
+    """
+    scored = {t for t, p in (("bikes", p_bikes), ("docks", p_docks)) if p is not None}
+    doc: dict[str, Any] = {"alias": alias, "models": {t: m for t, m in models.items() if t in scored}}
     if station_ids is not None:
         doc["station_id"] = station_ids
-    doc["p_bikes"] = p_bikes
-    doc["p_docks"] = p_docks
-    doc["short_bikes"] = short_bikes
-    doc["short_docks"] = short_docks
+    for key, value in (("p_bikes", p_bikes), ("p_docks", p_docks), ("short_bikes", short_bikes),
+                       ("short_docks", short_docks)):  # fmt: skip
+        if value is not None:
+            doc[key] = value
     return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
