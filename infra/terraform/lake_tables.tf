@@ -180,8 +180,6 @@ locals {
         { name = "daytype_flow_h", type = "float" },
         { name = "daytype_short_bikes_h", type = "float" },
         { name = "daytype_short_docks_h", type = "float" },
-        { name = "week_bikes_h", type = "float" },
-        { name = "week_docks_h", type = "float" },
         { name = "bikes_proj_trend", type = "float" },
         { name = "bikes_proj_flow", type = "float" },
         { name = "bikes_proj_hist", type = "float" },
@@ -200,6 +198,30 @@ locals {
         { name = "docks_t_h", type = "int" },
         { name = "y_bikes", type = "boolean" },
         { name = "y_docks", type = "boolean" },
+      ]
+    }
+    forecasts = {
+      prefix      = "forecasts"
+      grain       = "minute"
+      description = "Multi-horizon forecasts of the batch job (dt = feature slot): one row per station x horizon x alias, keyed like inference rows; one file per slot and alias."
+      columns = [
+        { name = "batch_id", type = "string" },
+        { name = "prediction_time", type = "timestamp" },
+        { name = "feature_time", type = "timestamp" },
+        { name = "target_time", type = "timestamp" },
+        { name = "horizon_min", type = "int" },
+        { name = "station_id", type = "string" },
+        { name = "alias", type = "string" },
+        { name = "model_name", type = "string" },
+        { name = "model_version", type = "string" },
+        { name = "p_no_bikes", type = "double" },
+        { name = "p_no_docks", type = "double" },
+        { name = "expected_bikes", type = "double" },
+        { name = "bikes_lo", type = "double" },
+        { name = "bikes_hi", type = "double" },
+        { name = "current_bikes", type = "int" },
+        { name = "current_docks", type = "int" },
+        { name = "capacity", type = "int" },
       ]
     }
     inference = {
