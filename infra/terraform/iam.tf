@@ -12,7 +12,7 @@ locals {
   # Each lake table's prefix must be written by some job here (tests/infra checks every table).
   lake_writes = {
     ingest   = ["raw/", "ingest_log/", "quarantine/", "weather/"]
-    infer    = ["inference/", "inference_batches/", "monitoring/quality/"] # infer and actuals
+    infer    = ["inference/", "inference_batches/", "forecasts/", "monitoring/quality/"] # infer and actuals
     monitor  = ["monitoring/"]
     pipeline = ["features/", "monitoring/baselines/", "audit/", "weather/"] # includes the staging alias move
     promote  = ["audit/"]                                                   # promote and rollback
