@@ -66,6 +66,9 @@ def test_curve_route_batch_route_and_stored_forecasts(
     assert provider.refresh()
     endpoint = serve(settings, forecast_provider=provider)
 
+    health = endpoint.http.get("/healthz").json()["forecast"]
+    assert set(health) == {"production"} and health["production"]["name"] == forecast_model_name(forecast_city)
+
     missing = endpoint.http.get("/v1/stations/abc/forecast")
     assert missing.status_code == 503
     assert missing.json()["error"] == "no_forecast" and forecast_model_name(forecast_city) in missing.json()["detail"]
@@ -116,6 +119,7 @@ def test_no_forecast_model_is_a_clear_503(store: Store, serve: Callable[..., End
     assert answer.status_code == 503
     assert answer.json()["error"] == NO_FORECAST_MODEL
     assert forecast_model_name(city) in answer.json()["detail"]
+    assert endpoint.http.get("/healthz").json()["forecast"] == {}
     with EndpointClient(endpoint.url) as client, pytest.raises(EndpointError) as caught:
         client.forecast(body, rows=3, alias="production")
     assert caught.value.code == NO_FORECAST_MODEL and caught.value.attempts == 1

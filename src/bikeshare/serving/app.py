@@ -443,6 +443,12 @@ def create_app(
                 "poll_s": settings.serve_model_poll_s if state.source == "registry" else None,
                 "last_error": state.last_error,
             },
+            # The multi-horizon model is optional: it is reported, never part of the status.
+            "forecast": {
+                alias: {**f.doc, "seconds_since_load": round(now - f.loaded_at, 3)}
+                for alias in ALIASES
+                if (f := forecaster.current(alias)) is not None
+            },
         }
         return json_response(doc, status=200 if servable else 503)
 
