@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bikeshare.registry.audit import MOVES_ALIAS, Action, AuditEvent, append_event, current_actor
+from bikeshare.registry.audit import MOVES_ALIAS, Action
 from bikeshare.registry.client import (
     ALIASES,
     ModelNotFoundError,
@@ -163,7 +163,7 @@ def promote_forecast(
     The verdict is recorded either way: an audit row (``promotions`` table, target ``forecast``) and
     ``bikeshare.audit.<alias>.*`` tags on the version. ``force`` moves a failing version (``forced``).
     """
-    from bikeshare.registry.promotion import _action_tags, _move_and_record, _tag_version, _verdict_tags
+    from bikeshare.registry.promotion import record_verdict
 
     if alias not in ALIASES:
         raise ValueError(f"alias must be one of {', '.join(ALIASES)}, got {alias!r}")
@@ -177,26 +177,10 @@ def promote_forecast(
         )  # fmt: skip
     report = load_forecast_report(client, candidate.run_id)
     verdict = forecast_gate(report, horizons=settings.forecast_horizons_min)
-    action = Action.PROMOTE if verdict.passed else Action.FORCED if force else Action.REFUSED
-    event = AuditEvent.new(
-        actor=current_actor(actor),
-        model_name=name,
-        target=FORECAST_TARGET,
-        version=candidate.version,
-        alias=alias,
-        action=action.value,
-        previous_version=holder.version if holder else None,
-        verdict="pass" if verdict.passed else "fail",
-        checks=verdict.to_json(),
-        note=note,
-        run_id=candidate.run_id,
-    )
-    _tag_version(client, name, candidate.version, alias, _verdict_tags(event))
-    if action in MOVES_ALIAS:
-        _move_and_record(client, lake, settings, event, back_to=holder.version if holder else None)
-    else:
-        append_event(lake, event, city=settings.city)
-    _tag_version(client, name, candidate.version, alias, _action_tags(event))
+    action, _ = record_verdict(
+        client=client, lake=lake, settings=settings, name=name, target=FORECAST_TARGET, alias=alias,
+        candidate=candidate, holder=holder, verdict=verdict, force=force, note=note, actor=actor,
+    )  # fmt: skip
     head = {
         Action.PROMOTE: f"promoted {name} v{candidate.version} to {alias!r}",
         Action.FORCED: f"FORCED {name} v{candidate.version} to {alias!r} despite failed checks",

@@ -134,6 +134,30 @@ def promote(
         ),
         checks,
     )
+    action, event = record_verdict(
+        client=client, lake=lake, settings=settings, name=name, target=target, alias=alias,
+        candidate=candidate, holder=holder, verdict=verdict, force=force, note=note, actor=actor,
+    )  # fmt: skip
+    return PromotionOutcome(name, alias, candidate.version, event.previous_version, action, verdict, event,
+                            _promotion_message(event, verdict))  # fmt: skip
+
+
+def record_verdict(
+    *,
+    client: MlflowClient,
+    lake: Lake,
+    settings: Settings,
+    name: str,
+    target: str,
+    alias: str,
+    candidate: ModelVersionInfo,
+    holder: ModelVersionInfo | None,
+    verdict: GateVerdict,
+    force: bool,
+    note: str,
+    actor: str | None,
+) -> tuple[Action, AuditEvent]:
+    """Record a gate verdict (version tags + audit row); move ``alias`` when it passed or is forced."""
     action = Action.PROMOTE if verdict.passed else Action.FORCED if force else Action.REFUSED
     event = AuditEvent.new(
         actor=current_actor(actor),
@@ -154,8 +178,7 @@ def promote(
     else:
         append_event(lake, event, city=settings.city)
     _tag_version(client, name, candidate.version, alias, _action_tags(event))
-    return PromotionOutcome(name, alias, candidate.version, event.previous_version, action, verdict, event,
-                            _promotion_message(event, verdict))  # fmt: skip
+    return action, event
 
 
 def default_candidate(client: MlflowClient, name: str, alias: str) -> ModelVersionInfo:
