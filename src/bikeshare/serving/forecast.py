@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bikeshare.registry.client import ALIASES, ModelNotFoundError, RegistryUnavailable, redact
+from bikeshare.serving.risk import NewestBatchCache
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FORECAST_CACHE_DIR = "model_cache"
-LOOKBACK_PARTITIONS = 12
 
 
 @dataclass(frozen=True)
@@ -212,43 +212,16 @@ class ForecastSnapshot:
         }
 
 
-class LatestForecasts:
+class LatestForecasts(NewestBatchCache["ForecastSnapshot"]):
     """Cached reader of the newest ``forecasts`` batch of one city and alias."""
 
     def __init__(self, *, lake: Lake, city: str, alias: str, refresh_s: float) -> None:
-        self._lake = lake
-        self._city = city
-        self._alias = alias
-        self._refresh_s = refresh_s
-        self._lock = threading.Lock()
-        self._checked = float("-inf")
-        self._key: tuple[str, tuple[str, ...]] | None = None
-        self._snapshot: ForecastSnapshot | None = None
-
-    def latest(self) -> ForecastSnapshot | None:
-        if time.monotonic() - self._checked < self._refresh_s:
-            return self._snapshot
-        with self._lock:
-            if time.monotonic() - self._checked >= self._refresh_s:
-                self._reload()
-                self._checked = time.monotonic()
-            return self._snapshot
-
-    def _reload(self) -> None:
         from bikeshare.lake.tables import FORECASTS
 
-        dts = self._lake.partitions(FORECASTS, city=self._city)
-        for dt in reversed(dts[-LOOKBACK_PARTITIONS:]):
-            files = tuple(self._lake.files(FORECASTS, city=self._city, dts=[dt]))
-            key = (dt, files)
-            if key == self._key:
-                return
-            snapshot = self._read(dt)
-            if snapshot is not None:
-                self._key, self._snapshot = key, snapshot
-                return
+        super().__init__(lake=lake, city=city, table=FORECASTS, refresh_s=refresh_s)
+        self._alias = alias
 
-    def _read(self, dt: str) -> ForecastSnapshot | None:
+    def _read(self, dt: str, key: tuple[str, tuple[str, ...]]) -> ForecastSnapshot | None:
         import duckdb
 
         from bikeshare.lake.tables import FORECASTS

@@ -11,12 +11,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     from bikeshare.lake.store import Lake
+    from bikeshare.lake.tables import TableSpec
 
 LOOKBACK_PARTITIONS = 12  # newest partitions searched for a batch of the served alias
 
@@ -44,21 +43,27 @@ class RiskSnapshot:
         }
 
 
-class LatestInference:
-    """Cached reader of the newest inference batch of one city, alias and horizon."""
+Snapshot = TypeVar("Snapshot")
 
-    def __init__(self, *, lake: Lake, city: str, alias: str, horizon_min: int, refresh_s: float) -> None:
+
+class NewestBatchCache(Generic[Snapshot]):
+    """Cached reader of the newest readable batch of a minute-partitioned table for one city.
+
+    The lake is listed at most every ``refresh_s``; a partition is re-read only when its files
+    changed. Subclasses say how a partition becomes a snapshot (``_read``; None: not usable).
+    """
+
+    def __init__(self, *, lake: Lake, city: str, table: TableSpec, refresh_s: float) -> None:
         self._lake = lake
         self._city = city
-        self._alias = alias
-        self._horizon = horizon_min
+        self._table = table
         self._refresh_s = refresh_s
         self._lock = threading.Lock()
         self._checked = float("-inf")
         self._key: tuple[str, tuple[str, ...]] | None = None
-        self._snapshot: RiskSnapshot | None = None
+        self._snapshot: Snapshot | None = None
 
-    def latest(self) -> RiskSnapshot | None:
+    def latest(self) -> Snapshot | None:
         """The newest batch (None before the first one), re-read only when the lake has a newer one."""
         if time.monotonic() - self._checked < self._refresh_s:
             return self._snapshot
@@ -69,11 +74,9 @@ class LatestInference:
             return self._snapshot
 
     def _reload(self) -> None:
-        from bikeshare.lake.tables import INFERENCE
-
-        dts = self._lake.partitions(INFERENCE, city=self._city)
+        dts = self._lake.partitions(self._table, city=self._city)
         for dt in reversed(dts[-LOOKBACK_PARTITIONS:]):
-            files = tuple(self._lake.files(INFERENCE, city=self._city, dts=[dt]))
+            files = tuple(self._lake.files(self._table, city=self._city, dts=[dt]))
             key = (dt, files)
             if key == self._key:
                 return
@@ -82,7 +85,23 @@ class LatestInference:
                 self._key, self._snapshot = key, snapshot
                 return
 
+    def _read(self, dt: str, key: tuple[str, tuple[str, ...]]) -> Snapshot | None:
+        raise NotImplementedError
+
+
+class LatestInference(NewestBatchCache["RiskSnapshot"]):
+    """Cached reader of the newest inference batch of one city, alias and horizon."""
+
+    def __init__(self, *, lake: Lake, city: str, alias: str, horizon_min: int, refresh_s: float) -> None:
+        from bikeshare.lake.tables import INFERENCE
+
+        super().__init__(lake=lake, city=city, table=INFERENCE, refresh_s=refresh_s)
+        self._alias = alias
+        self._horizon = horizon_min
+
     def _read(self, dt: str, key: tuple[str, tuple[str, ...]]) -> RiskSnapshot | None:
+        import duckdb
+
         from bikeshare.lake.tables import INFERENCE
 
         source = self._lake.scan_sql(INFERENCE, city=self._city, dts=[dt])
