@@ -299,13 +299,7 @@ class Settings(BaseSettings):
     demo_live_hours: float | None = Field(
         8.0, gt=0, description="Hours of the slice the demo replays live after the staging soak; unset: to its end."
     )
-    demo_train_days: float = Field(2.0, gt=0, description="Days of features before the live start the demo trains on.")
     demo_speed: float = Field(120.0, gt=0, description="Replay speed of the demo: virtual seconds per real second.")
-    demo_soak_hours: float = Field(
-        2.0, ge=0, description="staging_min_online_hours in the demo: staging's online soak before production."
-    )
-    demo_train_num_trees: int = Field(40, ge=1, description="Boosting rounds of the demo's models (train_num_trees).")
-    demo_retrain_interval_h: int = Field(6, ge=1, description="retrain_interval_h in the demo's live loop.")
 
     # --- alerts ------------------------------------------------------------------------------
     alert_rules_path: Path | None = Field(
@@ -461,6 +455,13 @@ class Settings(BaseSettings):
     def resolved_endpoint_url(self) -> str:
         return self.endpoint_url or f"http://{self.serve_host}:{self.serve_port}"
 
+    def with_values(self, **values: Any) -> Settings:
+        """A validated copy with ``values`` changed (``model_copy(update=...)`` would skip validation)."""
+        unknown = sorted(set(values) - set(type(self).model_fields))
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
+        return Settings(**{**self.model_dump(), **values})
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -471,9 +472,9 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
-        config_path = os.environ.get(CONFIG_ENV_VAR)
+        config_path = settings_cls.model_config.get("toml_file") or os.environ.get(CONFIG_ENV_VAR)
         if config_path:
-            path = Path(config_path)
+            path = Path(str(config_path))
             if not path.is_file():
                 raise FileNotFoundError(f"{CONFIG_ENV_VAR}={config_path}: no such config file")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
@@ -481,17 +482,14 @@ class Settings(BaseSettings):
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
-    """Build the settings once at start-up; ``config_file`` is a TOML file of field names."""
+    """Build the settings once at start-up; ``config_file`` is a TOML file of field names.
+
+    Priority, highest first: ``overrides``, ``BIKESHARE_*`` variables, ``.env``, the config file.
+    """
     if config_file is None:
         return Settings(**overrides)
     if not config_file.is_file():
         raise FileNotFoundError(f"config file {config_file} does not exist")
-    previous = os.environ.get(CONFIG_ENV_VAR)
-    os.environ[CONFIG_ENV_VAR] = str(config_file)
-    try:
-        return Settings(**overrides)
-    finally:
-        if previous is None:
-            del os.environ[CONFIG_ENV_VAR]
-        else:
-            os.environ[CONFIG_ENV_VAR] = previous
+    # a subclass bound to the file reads it as the lowest source; the result is a plain Settings
+    bound = type("SettingsFromFile", (Settings,), {"model_config": {**Settings.model_config, "toml_file": config_file}})
+    return Settings(**bound(**overrides).model_dump())

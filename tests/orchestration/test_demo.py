@@ -6,13 +6,14 @@ import pandas as pd
 import pytest
 
 from bikeshare.orchestration.demo import SOAK_MARGIN, DemoError, DemoPlan, DemoSummary, demo_settings, quality_table
+from bikeshare.profiles import profile_values
 from bikeshare.settings import Settings
 
 REC_START, REC_END = pd.Timestamp("2023-03-02T00:28Z"), pd.Timestamp("2023-03-09T23:50Z")
 
 
 def test_the_soak_leaves_time_for_the_hours_admission_needs(tmp_path) -> None:
-    base = Settings(demo_live_start="2023-03-08T12:00:00Z", demo_soak_hours=2.0, demo_live_hours=8.0)
+    base = Settings(demo_live_start="2023-03-08T12:00:00Z", demo_live_hours=8.0)
     settings = demo_settings(base, workspace=tmp_path)
     assert settings.staging_min_online_hours == 2.0  # the demo's admission asks for its soak
     plan = DemoPlan.from_settings(settings, recording_start=REC_START, recording_end=REC_END)
@@ -23,7 +24,7 @@ def test_the_soak_leaves_time_for_the_hours_admission_needs(tmp_path) -> None:
     assert plan.live_end == plan.soak_end + pd.Timedelta(hours=8)
     assert str(settings.state_dir).startswith(str(tmp_path)) and settings.weather_enabled is False
     # demo-sized boosting for both model families, so that the batch part stays within minutes
-    assert settings.train_num_trees == base.demo_train_num_trees
+    assert settings.train_num_trees == profile_values("demo")["train_num_trees"] < base.train_num_trees
     assert settings.forecast_num_trees < base.forecast_num_trees
     assert settings.forecast_train_max_rows < base.forecast_train_max_rows
 

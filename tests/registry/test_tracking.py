@@ -20,6 +20,7 @@ from bikeshare.registry.client import (
     resolve_alias,
 )
 from bikeshare.registry.tracking import REPORT_ARTIFACT, git_commit, load_report, log_training_run
+from bikeshare.resources import Resources
 from bikeshare.settings import Settings
 
 from .synthetic import synthetic_run
@@ -150,7 +151,7 @@ def test_unreachable_server_names_the_uri(tmp_path: Path) -> None:
         mlflow_http_timeout_s=2,
     )
     with pytest.raises(RegistryUnavailable, match=f"127.0.0.1:{port}") as caught:
-        open_client(settings)
+        Resources.build(settings).registry()  # sets the MLflow retry environment once, then opens
     assert "secret" not in str(caught.value)
 
 

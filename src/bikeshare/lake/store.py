@@ -68,6 +68,10 @@ class Lake:
     def is_remote(self) -> bool:
         return self.root.startswith("s3://")
 
+    def for_city(self, city: str) -> CityLake:
+        """This lake bound to one city: its methods need no ``city=``."""
+        return CityLake(lake=self, city=city)
+
     # ---- paths -------------------------------------------------------------------------------
     def table_root(self, spec: TableSpec) -> str:
         return f"{self.root}/{spec.prefix}"
@@ -252,6 +256,55 @@ class Lake:
         if self.is_remote and not path.startswith("s3://"):
             return f"s3://{path}"
         return path
+
+
+@dataclass(frozen=True)
+class CityLake:
+    """One city's partitions of a :class:`Lake`; the lake-wide views stay on :attr:`lake`."""
+
+    lake: Lake
+    city: str
+
+    @property
+    def root(self) -> str:
+        return self.lake.root
+
+    @property
+    def is_remote(self) -> bool:
+        return self.lake.is_remote
+
+    def partition_dir(self, spec: TableSpec, *, dt: str) -> str:
+        return self.lake.partition_dir(spec, city=self.city, dt=dt)
+
+    def file_path(self, spec: TableSpec, *, dt: str, name: str) -> str:
+        return self.lake.file_path(spec, city=self.city, dt=dt, name=name)
+
+    def write(
+        self, spec: TableSpec, data: pd.DataFrame | pa.Table, *, dt: str, name: str, overwrite: bool = False
+    ) -> str | None:
+        """:meth:`Lake.write` into this city's partition."""
+        return self.lake.write(spec, data, city=self.city, dt=dt, name=name, overwrite=overwrite)
+
+    def exists(self, spec: TableSpec, *, dt: str, name: str) -> bool:
+        return self.lake.exists(spec, city=self.city, dt=dt, name=name)
+
+    def delete_partition(self, spec: TableSpec, *, dt: str) -> None:
+        self.lake.delete_partition(spec, city=self.city, dt=dt)
+
+    def partitions(self, spec: TableSpec, *, dt_glob: str = "*") -> list[str]:
+        return self.lake.partitions(spec, city=self.city, dt_glob=dt_glob)
+
+    def partition_dirs(self, spec: TableSpec) -> list[str]:
+        return self.lake.partition_dirs(spec, city=self.city)
+
+    def files(self, spec: TableSpec, *, dts: Iterable[str] | None = None) -> list[str]:
+        return self.lake.files(spec, city=self.city, dts=dts)
+
+    def read(self, spec: TableSpec, *, dts: Iterable[str] | None = None) -> pa.Table:
+        return self.lake.read(spec, city=self.city, dts=dts)
+
+    def scan_sql(self, spec: TableSpec, *, dts: Iterable[str] | None = None) -> str:
+        return self.lake.scan_sql(spec, city=self.city, dts=dts)
 
 
 def view_closure(views: Iterable[str]) -> set[str]:

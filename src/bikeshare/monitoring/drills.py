@@ -50,6 +50,7 @@ from bikeshare.lake.store import Lake
 from bikeshare.monitoring.alerts import AlertEvent
 from bikeshare.monitoring.job import MonitorResult, run_monitor
 from bikeshare.monitoring.sinks import Sink, sinks_from_settings
+from bikeshare.profiles import with_profile
 from bikeshare.settings import Settings
 from bikeshare.training.bundle import ModelBundle
 
@@ -261,38 +262,11 @@ class DrillReport:
 
 
 def drill_settings(base: Settings, root: Path, *, city: str) -> Settings:
-    """The user's settings pointed at the drill workspace, with fast retries for a stepped clock.
+    """The user's settings with the ``drill`` profile (fast retries for a stepped clock), in the workspace.
 
     Alert sinks (webhook, SMTP), alert rules and thresholds stay as configured.
     """
-    return base.model_copy(
-        update={
-            "city": city,
-            "lake_uri": str(root / "lake"),
-            "state_dir": root / "state",
-            "mlflow_tracking_uri": None,
-            "s3_endpoint_url": None,
-            "weather_enabled": False,
-            "serve_model_dir": None,
-            "serve_workers": 1,
-            "serve_canary_share": 0.0,
-            "serve_alias": "production",
-            "infer_shadow_aliases": [],
-            "infer_alias_endpoints": {},
-            "infer_retry_attempts": 2,
-            "infer_retry_base_delay_s": 0.0,
-            "infer_retry_max_delay_s": 0.0,
-            "infer_timeout_s": 10.0,
-            "retry_attempts": 2,
-            "retry_base_delay_s": 0.0,
-            "retry_max_delay_s": 0.0,
-            "http_timeout_s": 2.0,
-            "train_num_trees": 30,
-            "train_min_rows_per_leaf": 100,
-            "train_threads": 1,
-            "monitor_endpoint_url": None,
-        }
-    )
+    return with_profile(base, "drill", city=city, lake_uri=str(root / "lake"), state_dir=root / "state")
 
 
 def prepare_world(

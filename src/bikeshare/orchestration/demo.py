@@ -2,18 +2,19 @@
 
 1. A replay server serves the shipped recording from ``demo_live_start`` (paused while setting up).
 2. The recording before that time is backfilled into the workspace lake.
-3. The pipeline builds the features, trains both targets (``demo_train_days`` days, demo-sized
-   boosting), registers them, runs the gate and moves ``staging``.
+3. The pipeline builds the features, trains both targets (the ``demo`` settings profile,
+   ``profiles/demo.toml``: its ``pipeline_train_days`` and demo-sized boosting), registers them,
+   runs the gate and moves ``staging``.
 4. The endpoint starts (``bikeshare serve`` in a child process).
 5. **Staging soak** on the replay clock: ingest (HTTP from the replay server), inference of
-   ``staging`` through the endpoint and actuals, until staging has ``demo_soak_hours`` of joined
+   ``staging`` through the endpoint and actuals, until staging has ``staging_min_online_hours`` of joined
    online predictions.
 6. ``production`` is promoted through the full gate, admission included (staging's online hours,
    online KPIs, no worse than production). Should it refuse, the demo forces it with a note, which
    the audit history records, and says so.
 7. The dashboard starts (Streamlit, child process), and the loop runner replays
    ``demo_live_hours`` more hours with every job: ingest, inference (production served, staging in
-   shadow when they differ), actuals, monitor, retrain (every ``demo_retrain_interval_h``), plans.
+   shadow when they differ), actuals, monitor, retrain (every ``retrain_interval_h``), plans.
 8. The summary: URLs, model against persistence on what was joined live, endpoint latency, batch
    success, alerts, job runs. With ``serve`` the endpoint and dashboard stay up until Ctrl-C.
 
@@ -42,6 +43,7 @@ import pandas as pd
 
 from bikeshare.lake.store import Lake
 from bikeshare.orchestration.runner import RunnerReport
+from bikeshare.profiles import with_profile
 from bikeshare.registry.online import average_precision
 from bikeshare.settings import Settings
 
@@ -52,9 +54,6 @@ SOAK_JOBS = ("ingest", "infer", "actuals")
 # snapshot observed near it, does not count. The soak is planned this much longer than the hours
 # needed, and extended by SOAK_EXTENSION (at most MAX_SOAK_EXTENSIONS times) if still short.
 SOAK_MARGIN = pd.Timedelta(minutes=15)
-# The multi-horizon forecast model, when the pipeline trains it, gets demo sizes too: five boosters
-# of 20 rounds on 50k rows train in ~22 s on two loaded cores (200 rounds on 600k rows: many minutes).
-DEMO_FORECAST_MAX_ROWS = 50_000
 SOAK_EXTENSION = pd.Timedelta(minutes=15)
 MAX_SOAK_EXTENSIONS = 4
 
@@ -87,7 +86,7 @@ class DemoPlan:
         # start, and the last one is joined settle minutes after it (then the next actuals run)
         settle_min = settings.horizon_min + settings.actuals_settle_min + settings.actuals_interval_min
         settle = pd.Timedelta(minutes=settle_min)
-        soak_end = start + pd.Timedelta(hours=settings.demo_soak_hours) + settle + SOAK_MARGIN
+        soak_end = start + pd.Timedelta(hours=settings.staging_min_online_hours) + settle + SOAK_MARGIN
         live_end = recording_end
         if settings.demo_live_hours is not None:
             live_end = min(recording_end, soak_end + pd.Timedelta(hours=settings.demo_live_hours))
@@ -95,7 +94,7 @@ class DemoPlan:
             raise DemoError(
                 f"the soak ends at {soak_end.isoformat()}, after the recording's end {live_end.isoformat()}"
             )
-        return cls(start, soak_end, live_end, settings.demo_train_days)
+        return cls(start, soak_end, live_end, settings.pipeline_train_days or 0.0)
 
 
 @dataclass
@@ -158,28 +157,9 @@ def _fmt(value: float | int | None) -> str:
 
 
 def demo_settings(base: Settings, *, workspace: Path) -> Settings:
-    """The base settings pointed at the workspace, with the demo's sizes and an offline weather."""
-    return base.model_copy(
-        update={
-            "lake_uri": str((workspace / "lake").resolve()),
-            "state_dir": (workspace / "state").resolve(),
-            "mlflow_tracking_uri": None,
-            "weather_enabled": False,
-            "staging_min_online_hours": base.demo_soak_hours,
-            "train_num_trees": base.demo_train_num_trees,
-            "forecast_num_trees": min(base.forecast_num_trees, max(1, base.demo_train_num_trees // 2)),
-            "forecast_train_max_rows": min(base.forecast_train_max_rows, DEMO_FORECAST_MAX_ROWS),
-            "pipeline_train_days": base.demo_train_days,
-            "retrain_interval_h": base.demo_retrain_interval_h,
-            "serve_model_poll_s": min(base.serve_model_poll_s, 1.0),
-            "serve_risk_refresh_s": min(base.serve_risk_refresh_s, 2.0),
-            "rebalance_time_limit_s": min(base.rebalance_time_limit_s, 3.0),
-            "rebalance_history_days": min(base.rebalance_history_days, 7),
-            "endpoint_url": None,
-            "monitor_endpoint_url": None,
-            "alert_webhook_url": None,
-            "alert_smtp_host": None,
-        }
+    """The base settings with the ``demo`` profile (demo-sized models, offline weather), in the workspace."""
+    return with_profile(
+        base, "demo", lake_uri=str((workspace / "lake").resolve()), state_dir=(workspace / "state").resolve()
     )
 
 

@@ -7,7 +7,6 @@ MLflow's process-wide tracking URI, so two stores can live in one process.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -84,9 +83,9 @@ def mlflow_environment(settings: Settings) -> dict[str, str]:
 def open_client(settings: Settings) -> MlflowClient:
     """An ``MlflowClient`` for ``settings.tracking_uri`` (registry on the same store), checked reachable.
 
-    Raises :class:`RegistryUnavailable` naming the URI when the store cannot be opened.
+    Raises :class:`RegistryUnavailable` naming the URI when the store cannot be opened. The MLflow
+    environment (:func:`mlflow_environment`) is set once per process by ``Resources.build``.
     """
-    os.environ.update(mlflow_environment(settings))
     uri = redact(settings.tracking_uri)
     if uri.startswith("sqlite:///"):
         try:
