@@ -44,13 +44,14 @@ def sql(
     import duckdb
 
     from bikeshare.lake.store import Lake
+    from bikeshare.lake.views import ReadOnlyQueryError, read_only_frame
 
     settings = settings_of(ctx)
     lake = Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url)
-    con = lake.connect()
+    con = lake.connect_read_only()
     try:
-        frame = con.sql(query).df()
-    except duckdb.Error as exc:
+        frame = read_only_frame(con, query)
+    except (duckdb.Error, ReadOnlyQueryError) as exc:
         raise typer.BadParameter(str(exc), param_hint="QUERY") from exc
     if fmt == "csv":
         typer.echo(frame.to_csv(index=False), nl=False)

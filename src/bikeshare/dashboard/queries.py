@@ -22,7 +22,7 @@ import streamlit as st
 
 from bikeshare.lake.store import Lake, empty_select_sql, partition_value, view_closure
 from bikeshare.lake.tables import ALL_TABLES, Grain, TableSpec
-from bikeshare.lake.views import DERIVED_VIEWS
+from bikeshare.lake.views import DERIVED_VIEWS, read_only_frame
 
 VIEW_NAMES: tuple[str, ...] = (*(spec.name for spec in ALL_TABLES), *DERIVED_VIEWS)
 # The views the pages read (the map reads inference and station_status by partition folder).
@@ -99,7 +99,7 @@ class LakeReader:
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
         self._lock = threading.Lock()
-        self._con = lake.connect(views=())
+        self._con = lake.connect_read_only(views=())  # no file outside the lake, no setting change
         self._created: set[str] = set()
         self._empty: set[str] = set()
         self._checked_epoch: int | None = None
@@ -165,6 +165,15 @@ class LakeReader:
             for sql, params in setup:
                 cursor.execute(sql, params)
             return [cursor.execute(sql).df() for sql in queries]
+        finally:
+            cursor.close()
+
+    def read_only_frame(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+        """:meth:`frame` for SQL that comes from outside the pages: refused unless it only reads."""
+        self._ensure(sql)
+        cursor = self._con.cursor()
+        try:
+            return read_only_frame(cursor, sql, params, who="the dashboard's SQL")
         finally:
             cursor.close()
 
@@ -773,8 +782,11 @@ def masked_stations(src: Source, epoch: int) -> pd.DataFrame:
 
 
 def run_sql(src: Source, epoch: int, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
-    """An uncached query over the views (benchmarks and tests use it to cross-check the pages)."""
+    """An uncached query over the views (benchmarks and tests use it to cross-check the pages).
+
+    The query must only read (:func:`~bikeshare.lake.views.read_only_frame`); a refusal is a ValueError.
+    """
     try:
-        return reader(src, epoch).frame(sql, params)
+        return reader(src, epoch).read_only_frame(sql, params)
     except duckdb.Error as exc:
         raise ValueError(f"query failed: {exc}") from exc

@@ -184,6 +184,19 @@ class Lake:
         self.refresh_views(con, views=views)
         return con
 
+    def connect_read_only(self, *, views: Iterable[str] | None = None) -> duckdb.DuckDBPyConnection:
+        """:meth:`connect`, then locked to reading this lake (``bikeshare sql``, the dashboard).
+
+        DuckDB opens no file outside the lake root, loads no extension and changes no setting
+        (:func:`~bikeshare.lake.views.lock_down`); run queries through
+        :func:`~bikeshare.lake.views.read_only_frame`, which also refuses statements that write.
+        """
+        from bikeshare.lake.views import lock_down
+
+        con = self.connect(views=views)
+        lock_down(con, readable=[self._duck_path(self.root).rstrip("/") + "/"])
+        return con
+
     def refresh_views(self, con: duckdb.DuckDBPyConnection, *, views: Iterable[str] | None = None) -> None:
         """(Re)create every view (or ``views`` and what they read); a table without files is an empty view."""
         from bikeshare.lake.views import DERIVED_VIEWS

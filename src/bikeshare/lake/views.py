@@ -1,6 +1,18 @@
-"""Views derived from the base tables, created on every lake connection after the base views."""
+"""Views derived from the base tables, created on every lake connection after the base views, and
+the read-only guard of the SQL layer (``bikeshare sql``, the dashboard): :func:`lock_down` and
+:func:`read_only_frame`."""
 
 from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # name -> SELECT. Order matters: a view may use the ones before it.
 DERIVED_VIEWS: dict[str, str] = {
@@ -216,3 +228,131 @@ DERIVED_VIEWS: dict[str, str] = {
         FROM cum GROUP BY ALL
     """,
 }
+
+
+# ---- the read-only guard ---------------------------------------------------------------------
+# Two layers. DuckDB's own configuration (lock_down) keeps a connection to the lake's files: no other
+# file, no extension, no setting change. It cannot tell a read of the lake from a write into it, so
+# the statements are checked too (check_read_only): only SELECT (with DESCRIBE, SHOW, SUMMARIZE,
+# which parse as SELECT) and EXPLAIN of one pass.
+
+# Query nodes a reading SELECT is made of; anything else (INSERT_QUERY_NODE, COPY_QUERY_NODE, ...) is a
+# data-modifying WITH, which DuckDB runs even inside a SELECT.
+_READING_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"})
+_LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.S)
+_EXPLAIN = re.compile(r"EXPLAIN\s+(?:ANALY[SZ]E\s+|\([^)]*\)\s*)?", re.I)
+_COPY = re.compile(r"COPY\s+(?:\(.*\)|[^\s(]+(?:\s*\([^)]*\))?)\s+(TO|FROM)\b", re.I | re.S)
+_CREATE_MODIFIERS = frozenset({"OR", "REPLACE", "TEMP", "TEMPORARY", "UNIQUE", "PERSISTENT", "IF", "NOT", "EXISTS"})
+# Settings frozen on a read-only connection, after allowed_directories (lock_configuration last).
+_LOCKED_SETTINGS = (
+    "autoinstall_known_extensions = false",
+    "autoload_known_extensions = false",
+    "allow_community_extensions = false",
+    "allow_persistent_secrets = false",
+    "enable_external_access = false",
+    "lock_configuration = true",
+)
+
+
+class ReadOnlyQueryError(ValueError):
+    """A query the read-only SQL layer refuses: it would write, attach, install, reconfigure, or read
+    a file outside the lake."""
+
+
+def lock_down(con: duckdb.DuckDBPyConnection, *, readable: Sequence[str]) -> None:
+    """Let ``con`` open only files under ``readable`` (folder or ``s3://`` prefixes, ending in ``/``),
+    load no extension and change no setting from now on. Views can still be created afterwards."""
+    folders = ", ".join("'" + path.replace("'", "''") + "'" for path in readable)
+    con.execute(f"SET allowed_directories = [{folders}]")
+    for setting in _LOCKED_SETTINGS:
+        con.execute(f"SET {setting}")
+
+
+def check_read_only(con: duckdb.DuckDBPyConnection, query: str, *, who: str = "bikeshare sql") -> None:
+    """Raise :class:`ReadOnlyQueryError` naming the first statement of ``query`` that is not a read."""
+    for kind in _refused_kinds(con, query):
+        raise ReadOnlyQueryError(f"{who} is read-only: {kind} is not allowed")
+
+
+def read_only_frame(
+    con: duckdb.DuckDBPyConnection, query: str, params: list[Any] | None = None, *, who: str = "bikeshare sql"
+) -> pd.DataFrame:
+    """Run a query that only reads (checked first) on a :func:`lock_down` connection; its rows as a frame.
+
+    A read of a file outside the lake (DuckDB's permission error) is a :class:`ReadOnlyQueryError` too.
+    """
+    import pandas as pd
+
+    check_read_only(con, query, who=who)
+    try:
+        relation = con.execute(query, params).df() if params else con.sql(query)
+    except duckdb.PermissionException as exc:
+        raise ReadOnlyQueryError(f"{who} reads only the lake: {str(exc).strip().splitlines()[0]}") from exc
+    if isinstance(relation, pd.DataFrame):
+        return relation
+    return relation.df() if relation is not None else pd.DataFrame()
+
+
+def _refused_kinds(con: duckdb.DuckDBPyConnection, query: str) -> Iterator[str]:
+    for statement in duckdb.extract_statements(query):  # a syntax error raises DuckDB's own message
+        kind = _refused_kind(con, statement)
+        if kind is not None:
+            yield kind
+
+
+def _refused_kind(con: duckdb.DuckDBPyConnection, statement: duckdb.Statement) -> str | None:
+    text = _LEADING_COMMENTS.sub("", statement.query)
+    try:
+        statement_type = statement.type
+    except ValueError:  # a statement kind this duckdb module has no name for (e.g. UPDATE EXTENSIONS)
+        return _first_word(text)
+    if statement_type == duckdb.StatementType.EXPLAIN:
+        prefix = _EXPLAIN.match(text)
+        inner = text[prefix.end() :] if prefix else ""
+        kinds = list(_refused_kinds(con, inner)) if inner.strip() else ["EXPLAIN"]
+        return kinds[0] if kinds else None
+    if statement_type != duckdb.StatementType.SELECT:
+        return _statement_label(statement_type, text)
+    [(serialized,)] = con.execute("SELECT json_serialize_sql(?)", [statement.query]).fetchall()
+    doc = json.loads(serialized)
+    if doc.get("error"):  # e.g. a PIVOT inside: what cannot be inspected is not run
+        return "a SELECT that cannot be checked"
+    for node in _query_nodes(doc["statements"]):
+        if node.get("type") not in _READING_NODES:
+            name = str(node.get("type", "")).removesuffix("_QUERY_NODE")
+            if name == "COPY":
+                name = "COPY ... FROM" if node.get("info", {}).get("is_from") else "COPY ... TO"
+            return f"{name} inside WITH"
+    return None
+
+
+def _query_nodes(doc: Any) -> Iterator[dict[str, Any]]:
+    """Every query node of a serialized statement (dicts whose ``type`` ends in ``_NODE``)."""
+    if isinstance(doc, dict):
+        kind = doc.get("type")
+        if isinstance(kind, str) and kind.endswith("_NODE"):
+            yield doc
+        for value in doc.values():
+            yield from _query_nodes(value)
+    elif isinstance(doc, list):
+        for value in doc:
+            yield from _query_nodes(value)
+
+
+def _statement_label(kind: duckdb.StatementType, text: str) -> str:
+    """The statement's kind as a reader knows it: ``COPY ... TO``, ``CREATE TABLE``, ``INSTALL``, ..."""
+    if kind == duckdb.StatementType.MULTI:  # a PIVOT, which DuckDB runs as several statements (types first)
+        return "PIVOT"
+    if kind == duckdb.StatementType.COPY:
+        direction = _COPY.match(text)
+        return f"COPY ... {direction.group(1).upper()}" if direction else "COPY"
+    words = text.split()
+    if words and words[0].upper() == "CREATE":
+        rest = [w.upper() for w in words[1:] if w.upper() not in _CREATE_MODIFIERS]
+        return f"CREATE {rest[0]}" if rest else "CREATE"
+    return _first_word(text)
+
+
+def _first_word(text: str) -> str:
+    words = _LEADING_COMMENTS.sub("", text).split()
+    return words[0].upper().rstrip(";") if words else "this statement"
