@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from bikeshare.monitoring.alerts import AlertEvent, Signal, evaluate, fold_events
+from bikeshare.lake.store import Lake
+from bikeshare.monitoring.alerts import AlertEvent, Signal, evaluate, fold_events, redact_url, redact_urls
+from bikeshare.monitoring.cycle import run_alert_cycle
 from bikeshare.monitoring.rules import load_rules
 from bikeshare.monitoring.sinks import (
     EmailSink,
@@ -19,6 +24,7 @@ from bikeshare.monitoring.sinks import (
     route,
     sinks_from_settings,
 )
+from bikeshare.monitoring.store import AlertStore
 from bikeshare.settings import Settings
 
 from .conftest import HttpReceiver, SmtpInbox
@@ -167,3 +173,76 @@ def test_sinks_from_settings(tmp_path: object) -> None:
     sinks = sinks_from_settings(configured)
     assert [s.name for s in sinks] == ["log", "webhook", "email"]
     assert isinstance(sinks[2], EmailSink) and sinks[2].port == 2525 and sinks[2].timeout_s == 1.5
+
+
+SECRET_PATH = "/services/T0001/B0002/s3cr3t-hook-token"
+
+
+@pytest.fixture
+def failing_webhook() -> Iterator[str]:
+    """A webhook receiver on loopback that answers 500 and echoes the path it was called on, as some do."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            payload = f"no hook at {self.path} (http://{self.headers['Host']}{self.path})".encode()
+            self.send_response(500)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_a_failing_webhook_never_writes_its_secret_path_to_errors_logs_or_the_lake(
+    failing_webhook: str, lake: Lake, caplog: pytest.LogCaptureFixture
+) -> None:
+    answering = f"{failing_webhook}{SECRET_PATH}?token=abc123"
+    closed = f"http://127.0.0.1:{closed_port()}{SECRET_PATH}"
+    sinks = [WebhookSink(answering, retry_delay_s=0), WebhookSink(closed, timeout_s=2, retry_delay_s=0)]
+    store = AlertStore(lake=lake, city="sf")
+    rules = [load_rules().get("data_delay")]
+    signal = Signal("data_delay_s", 400.0, {"feed": "station_status"})
+    with caplog.at_level(logging.DEBUG):  # every logger, httpx's request lines included
+        cycle = run_alert_cycle(store=store, rules=rules, signals=[signal], sinks=sinks, now=T0)
+        with pytest.raises(SinkError) as refused:
+            sinks[0].send(Notification(fired_event()))
+
+    assert [(r.sink, r.ok) for r in cycle.routes] == [("webhook", False), ("webhook", False)]
+    first, second = (r.error or "" for r in cycle.routes)
+    assert f"webhook {failing_webhook}/… failed: HTTP 500" in first
+    assert f"webhook http://127.0.0.1:{closed.split(':')[2].split('/')[0]}/… failed: ConnectError" in second
+    con = lake.connect()
+    stored = con.execute("SELECT * FROM alert_events").df()
+    assert len(stored) == 3 and stored["error"].notna().sum() == 2  # fired + two routed rows
+    for text in (
+        first,
+        second,
+        str(refused.value),
+        caplog.text,
+        stored.to_csv(),
+        *(r.getMessage() for r in caplog.records),
+    ):
+        assert "s3cr3t" not in text and "T0001" not in text and "abc123" not in text, text
+    failures = [r.getMessage() for r in caplog.records if r.name == "bikeshare.alerts"]
+    assert len(failures) == 2 and all("sink webhook failed" in m for m in failures)  # logged, redacted
+
+
+def test_sink_urls_are_cut_to_scheme_and_host() -> None:
+    assert redact_url("https://hooks.example.com/services/T1/B2/token") == "https://hooks.example.com/…"
+    assert redact_url("https://user:pw@hooks.example.com:8443/x?token=1") == "https://hooks.example.com:8443/…"
+    assert redact_url("https://hooks.example.com") == "https://hooks.example.com"
+    assert redact_url("not a url") == "…"
+    text = "ConnectError: https://a:b@hooks.example.com/services/T1/B2/token (see http://x.test/p?q=1)."
+    assert redact_urls(text) == "ConnectError: https://hooks.example.com/… (see http://x.test/…)."

@@ -14,11 +14,13 @@ dead-feed rule (kind ``absence``) is the exception: it is defined on silence.
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from bikeshare.monitoring.rules import SEVERITY_RANK, AlertRule, RuleSet, Severity
 
@@ -50,6 +52,29 @@ def as_utc(value: datetime, *, what: str = "time") -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{what} {value} has no timezone; pass an aware (UTC) datetime")
     return value.astimezone(UTC)
+
+
+# A URL in free text: scheme, authority (host, port, maybe user:password@), then path, query, fragment.
+_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/?#'\"<>]+[^\s'\"<>)]*")
+
+
+def redact_url(url: str) -> str:
+    """A sink URL as it may be shown: scheme and host only (``https://hooks.example.com/…``).
+
+    A webhook URL's path is its secret (Slack: ``/services/T…/B…/<token>``), and credentials may sit
+    before the host; neither is ever written to an error, a log line or a table.
+    """
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.hostname:
+        return "…"
+    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    hidden = parts.path not in ("", "/") or parts.query or parts.fragment or parts.username
+    return f"{parts.scheme}://{host}/…" if hidden else f"{parts.scheme}://{host}"
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with every URL in it cut to its scheme and host (:func:`redact_url`)."""
+    return _URL.sub(lambda m: redact_url(m.group(0)), text)
 
 
 def new_id() -> str:
@@ -122,6 +147,10 @@ class AlertEvent:
     error: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
     event_id: str = field(default_factory=new_id)
+
+    def __post_init__(self) -> None:
+        if self.error:  # a sink's error text reaches the lake only with its URLs redacted
+            object.__setattr__(self, "error", redact_urls(self.error))
 
 
 @dataclass(frozen=True)

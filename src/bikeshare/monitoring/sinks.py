@@ -3,7 +3,8 @@
 :func:`route` sends each ``fired``, ``escalated`` and ``resolved`` event (a resolve only if the
 alert had fired) to every sink, one after the other. A sink that fails (raises) never stops the
 others; every attempt becomes a ``routed`` event with the sink's name, ``ok`` and the error text,
-for the alert store.
+for the alert store. A sink URL is shown as scheme and host only (its path is the webhook's secret):
+in errors, in log lines and in ``alert_events``.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ import logging
 import smtplib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 
-from bikeshare.monitoring.alerts import ROUTED_EVENTS, AlertEvent, as_utc
+from bikeshare.monitoring.alerts import ROUTED_EVENTS, AlertEvent, as_utc, redact_url, redact_urls
 from bikeshare.settings import Settings
 
 LOGGER_NAME = "bikeshare.alerts"
@@ -113,9 +115,13 @@ class LogSink:
 
 @dataclass
 class WebhookSink:
-    """POSTs the Slack-compatible body; retries once on a network error, a 5xx or a 429."""
+    """POSTs the Slack-compatible body; retries once on a network error, a 5xx or a 429.
 
-    url: str
+    Its errors name the URL as :func:`~bikeshare.monitoring.alerts.redact_url` shows it, and the
+    secret parts of the URL are cut from whatever the receiver answered.
+    """
+
+    url: str = field(repr=False)
     timeout_s: float = 5.0
     retries: int = 1
     retry_delay_s: float = 0.5
@@ -128,8 +134,7 @@ class WebhookSink:
             if attempt:
                 time.sleep(self.retry_delay_s)
             try:
-                with httpx.Client(timeout=self.timeout_s) as client:
-                    response = client.post(self.url, json=body)
+                response = self._post(body)
             except httpx.HTTPError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
                 continue
@@ -138,7 +143,40 @@ class WebhookSink:
             problem = f"HTTP {response.status_code}: {response.text[:200]}"
             if response.status_code < 500 and response.status_code != 429:
                 break  # the receiver refused this body; sending it again will not help
-        raise SinkError(f"webhook {self.url} failed: {problem}")
+        raise SinkError(f"webhook {redact_url(self.url)} failed: {self._scrub(problem)}")
+
+    def _post(self, body: dict[str, Any]) -> httpx.Response:
+        # Through a transport, not an httpx.Client: the client logs each request's full URL (INFO on
+        # the "httpx" logger), and a webhook's URL is its secret.
+        timeout = httpx.Timeout(self.timeout_s).as_dict()
+        request = httpx.Request("POST", self.url, json=body, extensions={"timeout": timeout})
+        with httpx.HTTPTransport(proxy=_environment_proxy(request.url)) as transport:
+            response = transport.handle_request(request)
+            try:
+                response.read()
+            finally:
+                response.close()
+        return response
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the URL's path, query or credentials (a receiver may echo them)."""
+        parts = urlsplit(self.url)
+        secrets = [self.url, f"{parts.path}?{parts.query}", parts.path, parts.query, parts.password or ""]
+        for secret in sorted(secrets, key=len, reverse=True):
+            if len(secret) > 1:
+                text = text.replace(secret, "…")
+        return redact_urls(text)
+
+
+def _environment_proxy(url: httpx.URL) -> str | None:
+    """The proxy ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` name for ``url`` (``NO_PROXY`` honoured),
+    as an httpx.Client would use it."""
+    import urllib.request
+
+    if urllib.request.proxy_bypass(url.host):
+        return None
+    proxies = urllib.request.getproxies()
+    return proxies.get(url.scheme) or proxies.get("all")
 
 
 @dataclass
@@ -186,7 +224,8 @@ def route(
             try:
                 sink.send(notification)
             except Exception as exc:  # any sink failure is recorded; it must not stop the others
-                ok, error = False, f"{type(exc).__name__}: {exc}"[:1000]
+                ok, error = False, redact_urls(f"{type(exc).__name__}: {exc}")[:1000]
+                logging.getLogger(LOGGER_NAME).warning("alert %s: sink %s failed: %s", event.alert_id, sink.name, error)
             else:
                 ok, error = True, None
             at = as_utc(now(), what="routed_at")
