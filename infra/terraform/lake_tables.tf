@@ -250,7 +250,7 @@ locals {
     inference_batches = {
       prefix      = "inference_batches"
       grain       = "day"
-      description = "One row per inference batch and alias (dt = feature slot's day): outcome, timings, counts."
+      description = "One row per inference batch and alias (dt = feature slot's day): outcome, timings, counts, and the forecast call's outcome."
       columns = [
         { name = "batch_id", type = "string" },
         { name = "feature_time", type = "timestamp" },
@@ -268,6 +268,8 @@ locals {
         { name = "alias", type = "string" },
         { name = "shadow", type = "boolean" },
         { name = "model_versions", type = "string" },
+        { name = "forecast_status", type = "string" },
+        { name = "forecast_error", type = "string" },
       ]
     }
     ingest_log = {

@@ -129,6 +129,52 @@ def fit_run(frame: pd.DataFrame, target: str, *, rounds: int, seed: int) -> Trai
     )
 
 
+def fit_forecast_bundle(frame: pd.DataFrame, folder: Path, *, rounds: int = 10) -> Path:
+    """A small real forecast bundle (five LightGBM boosters, the horizon as a feature) saved in ``folder``."""
+    import lightgbm
+
+    from bikeshare.training.forecast_bundle import (
+        ROLES,
+        Calibration,
+        ForecastBundle,
+        ForecastMeta,
+        expand_matrix,
+    )
+
+    horizons = (15, 30, 60, 90, 120)
+    labelled = frame[frame["y_bikes"].notna() & frame["y_docks"].notna() & frame["bikes_t_h"].notna()]
+    base = labelled.loc[:, list(MODEL_FEATURES)].astype("float64").to_numpy(np.float64, na_value=np.nan)
+    x = expand_matrix(base, horizons)
+    change = np.repeat((labelled["bikes_t_h"] - labelled["bikes"]).astype("float64").to_numpy(), len(horizons))
+    labels = {
+        "p_no_bikes": ({"objective": "binary"}, np.repeat(labelled["y_bikes"].astype(int).to_numpy(), len(horizons))),
+        "p_no_docks": ({"objective": "binary"}, np.repeat(labelled["y_docks"].astype(int).to_numpy(), len(horizons))),
+        "bikes_median": ({"objective": "regression_l1"}, change),
+        "bikes_q10": ({"objective": "quantile", "alpha": 0.1}, change),
+        "bikes_q90": ({"objective": "quantile", "alpha": 0.9}, change),
+    }
+    boosters = {}
+    for role in ROLES:
+        params, y = labels[role]
+        boosters[role] = lightgbm.train(
+            {**params, "num_leaves": 7, "verbose": -1, "seed": 1, "num_threads": 1},
+            lightgbm.Dataset(x, label=y),
+            num_boost_round=rounds,
+        )
+    identity = Calibration(x=(0.0, 1.0), y=(0.0, 1.0))
+    meta = ForecastMeta(
+        horizons_min=horizons,
+        shortage_threshold=2,
+        feature_names=MODEL_FEATURES,
+        feature_version="1",
+        calibration_bikes=identity,
+        calibration_docks=identity,
+        threshold_bikes=0.5,
+        threshold_docks=0.5,
+    )
+    return ForecastBundle(meta=meta, boosters=boosters).save(folder)
+
+
 @dataclass(frozen=True)
 class World:
     """What the session built once: the cut, the backfilled lake, the model store."""
@@ -190,7 +236,7 @@ def free_loopback_port() -> int:
 class EndpointServer:
     """The real endpoint app (serving.create_app) on uvicorn in a thread, on a loopback port."""
 
-    def __init__(self, settings: Settings, port: int) -> None:
+    def __init__(self, settings: Settings, port: int, *, forecast_provider: Any = None) -> None:
         import uvicorn
 
         from bikeshare.serving.app import create_app
@@ -198,7 +244,12 @@ class EndpointServer:
 
         self.provider = RegistryModelProvider(settings=settings)
         self.provider.load()
-        app = create_app(settings=settings, provider=self.provider, lake=Lake.open(settings.lake_uri))
+        app = create_app(
+            settings=settings,
+            provider=self.provider,
+            lake=Lake.open(settings.lake_uri),
+            forecast_provider=forecast_provider,
+        )
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

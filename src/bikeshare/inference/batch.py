@@ -9,6 +9,10 @@ alias already in the lake is not scored again. Every run appends its outcome to
 ``inference_batches`` (ok, failed or skipped, with timings, counts and the error), from which the
 batch success rate is computed. A run never raises for an endpoint or feature failure: it records
 ``failed`` and writes no prediction file.
+
+The served alias's slot is also sent to the forecast route; that call's outcome is recorded beside
+the batch's (``forecast_status``, ``forecast_error``). A run of a slot already scored whose
+forecasts are missing (the forecast call failed) asks the forecast route again, and only it.
 """
 
 from __future__ import annotations
@@ -81,6 +85,8 @@ class BatchRecord:
     alias: str
     shadow: bool
     model_versions: dict[str, str] = field(default_factory=dict)
+    forecast_status: str | None = None  # served alias: ok | failed | skipped; None: not asked
+    forecast_error: str | None = None
     shadows: tuple[BatchRecord, ...] = ()
 
     @property
@@ -104,6 +110,9 @@ class BatchRecord:
         parts.append(f"{self.stations_masked} masked, {self.stations_missing} missing, {self.duration_s:.2f}s")
         if self.error:
             parts.append(self.error)
+        if self.forecast_status is not None:
+            forecast = f"forecasts {self.forecast_status}"
+            parts.append(f"{forecast}: {self.forecast_error}" if self.forecast_error else forecast)
         text = "; ".join(parts)
         for shadow in self.shadows:
             text += f"\n  shadow {shadow.summary()}"
@@ -258,11 +267,17 @@ def run_inference_batch(
 
     census: StationCensus | None = None
     records: dict[str, BatchRecord] = {}
+    forecast: ForecastOutcome | None = None  # the served alias's forecast outcome (None: not asked)
+    served_alias = aliases[0]
     todo = [a for a in aliases if not lake.exists(INFERENCE, city=city, dt=slot_dt, name=a)]
+    # A slot scored before whose forecasts are missing (that call failed): ask the forecast route again.
+    refill = served_alias not in todo and not lake.exists(FORECASTS, city=city, dt=slot_dt, name=served_alias)
+    if served_alias not in todo and not refill:
+        forecast = ForecastOutcome(Status.SKIPPED, f"forecasts of slot {slot_dt} already written")
     for alias in aliases:
         if alias not in todo:
             records[alias] = record(alias, Status.SKIPPED, error=f"slot {slot_dt} already scored")
-    if todo:
+    if todo or refill:
         try:
             features = online_features(lake=lake, city=city, at=now, settings=settings)
             census = station_census(lake=lake, city=city, slot=slot, features=features, settings=settings)
@@ -270,7 +285,9 @@ def run_inference_batch(
             log.exception("features for slot %s failed", slot_dt)
             for alias in todo:
                 records[alias] = record(alias, Status.FAILED, error=f"features: {_one_line(exc)}")
-            todo = []
+            if refill:
+                forecast = ForecastOutcome(Status.FAILED, f"features: {_one_line(exc)}")
+            todo, refill = [], False
     if todo and census is not None and census.features.empty:
         for alias in todo:
             records[alias] = record(
@@ -280,10 +297,21 @@ def run_inference_batch(
                 f"{settings.max_snapshot_age_min} min (is ingest running?)",
             )
         todo = []
+    if refill and census is not None and not census.features.empty:
+        forecast = forecast_slot(
+            lake=lake,
+            endpoint=client_of(served_alias),
+            settings=settings,
+            body=request_body(census.features),
+            features=census.features,
+            alias=served_alias,
+            batch_id=records[served_alias].batch_id,
+            prediction_time=now,
+            slot=slot,
+        )
     if todo and census is not None:
-        columns = model_input_columns()
         ids = census.features["station_id"].astype(str).tolist()
-        body = split_payload(ids, columns, feature_matrix(census.features, columns))
+        body = request_body(census.features)
         served: Invocation | None = None
         for alias in todo:
             batch_id = _batch_id(slot, alias)
@@ -340,7 +368,7 @@ def run_inference_batch(
                 )
                 continue
             if alias == aliases[0]:
-                write_forecasts(
+                forecast = forecast_slot(
                     lake=lake,
                     endpoint=client_of(alias),
                     settings=settings,
@@ -362,6 +390,10 @@ def run_inference_batch(
                 ),
                 batch_id=batch_id,
             )
+    if forecast is not None:
+        records[served_alias] = replace(
+            records[served_alias], forecast_status=forecast.status, forecast_error=forecast.error
+        )
     ordered = [records[a] for a in aliases]
     primary = replace(ordered[0], shadows=tuple(ordered[1:]))
     frame = pd.DataFrame([r.row() for r in primary.all_records()])
@@ -373,6 +405,13 @@ def run_inference_batch(
         name=f"{primary.started_at:%Y%m%dT%H%M%S}-{primary.batch_id}",
     )
     return primary
+
+
+def request_body(features: pd.DataFrame) -> bytes:
+    """The ``split`` request of the slot's feature rows (the same body for both routes)."""
+    columns = model_input_columns()
+    ids = features["station_id"].astype(str).tolist()
+    return split_payload(ids, columns, feature_matrix(features, columns))
 
 
 def forecast_rows(
@@ -414,6 +453,56 @@ def forecast_rows(
     )
 
 
+@dataclass(frozen=True)
+class ForecastOutcome:
+    """What the forecast call of a slot did: ``ok`` (written), ``failed`` or ``skipped``, and why."""
+
+    status: str
+    error: str | None = None
+    path: str | None = None
+
+
+def forecast_slot(
+    *,
+    lake: Lake,
+    endpoint: EndpointClient,
+    settings: Settings,
+    body: bytes,
+    features: pd.DataFrame,
+    alias: str,
+    batch_id: str,
+    prediction_time: pd.Timestamp,
+    slot: pd.Timestamp,
+) -> ForecastOutcome:
+    """Ask the endpoint's forecast route for every horizon and write ``forecasts/city=<c>/dt=<slot>/<alias>``.
+
+    Never raises: forecasts are extra, the 30-minute batch stands on its own. No forecast model
+    (503 ``no_forecast_model``, the normal state before one is promoted) and forecasts already in
+    the lake are ``skipped``; any other failure is ``failed`` with its reason.
+    """
+    slot_dt = partition_value(slot, Grain.MINUTE)
+    if lake.exists(FORECASTS, city=settings.city, dt=slot_dt, name=alias):
+        return ForecastOutcome(Status.SKIPPED, f"forecasts of slot {slot_dt} already written")
+    try:
+        answer = endpoint.forecast(body, rows=len(features), alias=alias)
+        rows = forecast_rows(
+            answer, features, batch_id=batch_id, prediction_time=prediction_time, slot=slot, alias=alias
+        )
+        path = lake.write(FORECASTS, rows, city=settings.city, dt=slot_dt, name=alias)
+    except EndpointError as exc:
+        if exc.code == NO_FORECAST_MODEL:
+            log.info("no %s forecast model on the endpoint; forecasts not written", alias)
+            return ForecastOutcome(Status.SKIPPED, str(exc))
+        log.warning("forecasts for %s %s failed: %s", slot.isoformat(), alias, exc)
+        return ForecastOutcome(Status.FAILED, str(exc))
+    except Exception as exc:
+        log.exception("writing forecasts for %s %s failed", slot.isoformat(), alias)
+        return ForecastOutcome(Status.FAILED, f"forecasts: {_one_line(exc)}")
+    if path is None:  # a concurrent run wrote them first
+        return ForecastOutcome(Status.SKIPPED, f"forecasts of slot {slot_dt} already written")
+    return ForecastOutcome(Status.OK, path=path)
+
+
 def write_forecasts(
     *,
     lake: Lake,
@@ -426,25 +515,18 @@ def write_forecasts(
     prediction_time: pd.Timestamp,
     slot: pd.Timestamp,
 ) -> str | None:
-    """Ask the endpoint's forecast route for every horizon and write ``forecasts/city=<c>/dt=<slot>/<alias>``.
-
-    Never raises: no forecast model (503 ``no_forecast_model``) is the normal state before one is
-    promoted; any other failure is logged. Returns the written path, or None.
-    """
-    try:
-        answer = endpoint.forecast(body, rows=len(features), alias=alias)
-        rows = forecast_rows(
-            answer, features, batch_id=batch_id, prediction_time=prediction_time, slot=slot, alias=alias
-        )
-        return lake.write(FORECASTS, rows, city=settings.city, dt=partition_value(slot, Grain.MINUTE), name=alias)
-    except EndpointError as exc:
-        if exc.code == NO_FORECAST_MODEL:
-            log.info("no %s forecast model on the endpoint; forecasts not written", alias)
-        else:
-            log.warning("forecasts for %s %s failed: %s", slot.isoformat(), alias, exc)
-    except Exception:  # forecasts are extra: the 30-minute batch stands on its own
-        log.exception("writing forecasts for %s %s failed", slot.isoformat(), alias)
-    return None
+    """:func:`forecast_slot`, returning only the written path (None when nothing was written)."""
+    return forecast_slot(
+        lake=lake,
+        endpoint=endpoint,
+        settings=settings,
+        body=body,
+        features=features,
+        alias=alias,
+        batch_id=batch_id,
+        prediction_time=prediction_time,
+        slot=slot,
+    ).path
 
 
 @dataclass(frozen=True)

@@ -506,7 +506,8 @@ INFERENCE_BATCHES = TableSpec(
     name="inference_batches",
     prefix="inference_batches",
     grain=Grain.DAY,
-    description="One row per inference batch and alias (dt = feature slot's day): outcome, timings, counts.",
+    description="One row per inference batch and alias (dt = feature slot's day): outcome, timings, counts, "
+    "and the forecast call's outcome.",
     schema=pa.schema(
         [
             ("batch_id", pa.string()),
@@ -525,6 +526,10 @@ INFERENCE_BATCHES = TableSpec(
             ("alias", pa.string()),
             ("shadow", pa.bool_()),
             ("model_versions", pa.string()),  # JSON object: target -> version
+            # The forecast route's outcome for the slot (served alias only; null: not asked):
+            # ok | failed | skipped (no forecast model, or the slot's forecasts already written).
+            ("forecast_status", pa.string()),
+            ("forecast_error", pa.string()),
         ]
     ),
 )

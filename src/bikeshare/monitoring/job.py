@@ -135,7 +135,11 @@ class MonitorResult:
                 f"F1 {_fmt(f1.value if f1 else None, '')} ({_fmt(joined, '')} joined)"
             )
         failure = self.signal("inference_failure_rate")
-        lines.append(f"  inference failure rate {_fmt(failure.value if failure else None, '%')}")
+        forecast_failed = self.metric("inference", "forecasts_failed")
+        lines.append(
+            f"  inference failure rate {_fmt(failure.value if failure else None, '%')}, "
+            f"forecast calls failed {_fmt(forecast_failed, '')}"
+        )
         if self.endpoint is not None:
             for route in self.endpoint.routes:
                 lines.append(

@@ -478,7 +478,7 @@ def binned_average_precision(proba: np.ndarray, labels: np.ndarray, *, decimals:
 
 
 def measure_inference(lake: Lake, *, settings: Settings, window: Window) -> Part:
-    """Served inference batches of the window: outcomes, success rate, duration."""
+    """Served inference batches of the window: outcomes, success rate, duration, forecast call outcomes."""
     part = Part()
     batches = read_days(lake, INFERENCE_BATCHES, city=settings.city, days=window.days())
     if len(batches):
@@ -504,6 +504,13 @@ def measure_inference(lake: Lake, *, settings: Settings, window: Window) -> Part
     if not done:
         part.notes.append("inference: no served batch ok or failed in the window: failure rate not measured")
     part.signals.append(Signal("inference_failure_rate", rate))
+    # The forecast call of each served batch (null in records written before it was recorded).
+    asked = batches["forecast_status"].dropna() if len(batches) and "forecast_status" in batches else pd.Series([])
+    forecasts = asked.value_counts()
+    f_ok, f_failed, f_skipped = (int(forecasts.get(s, 0)) for s in ("ok", "failed", "skipped"))
+    for name, value in (("forecasts_ok", f_ok), ("forecasts_failed", f_failed), ("forecasts_skipped", f_skipped)):
+        part.metric("inference", name, value, alias=settings.serve_alias)
+    part.signals.append(Signal("forecast_failure_rate", f_failed / (f_ok + f_failed) if f_ok + f_failed else None))
     return part
 
 
