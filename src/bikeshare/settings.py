@@ -86,6 +86,18 @@ class Settings(BaseSettings):
     contract_future_skew_s: float = Field(
         300.0, ge=0, description="Allowed clock skew for last_reported ahead of last_updated."
     )
+    contract_max_snapshot_age_s: float = Field(
+        86400.0,
+        gt=0,
+        description="A snapshot whose last_updated is more than this before its fetch time is rejected "
+        "(implausible_time); replay and backfill compare with the recorded fetch time.",
+    )
+    contract_snapshot_future_skew_s: float = Field(
+        300.0,
+        ge=0,
+        description="A snapshot whose last_updated is more than this after its fetch time is rejected "
+        "(implausible_time): the allowed clock skew between the feed and the ingest.",
+    )
     stale_report_s: float = Field(
         3600.0, gt=0, description="A station whose last_reported lags last_updated by more is stale and masked."
     )

@@ -71,3 +71,13 @@ def test_duplicate_station_ids_reject() -> None:
 def test_empty_information_is_rejected() -> None:
     verdict = check_station_information(information(0), rules=ContractRules()).verdict
     assert [r.code for r in verdict.rejections] == [RejectCode.EMPTY]
+
+
+def test_a_capacity_of_the_wrong_type_is_reported_as_wrong_type() -> None:
+    frame = information()
+    frame.loc[:2, "capacity"] = pd.NA  # 3 of 40, as read from "big"
+    wrong = {"capacity": {0: "big", 1: "big", 2: "big"}}
+    verdict = check_station_information(frame, rules=ContractRules(), wrong_type=wrong).verdict
+    assert [(r.code, r.field, r.values) for r in verdict.rejections] == [
+        (RejectCode.WRONG_TYPE, "capacity", ('"big"',))
+    ]

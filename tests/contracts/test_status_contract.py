@@ -196,3 +196,70 @@ def test_other_timezones_and_units_are_read_as_utc() -> None:
     check = check_station_status(frame, information=None, rules=RULES)
     assert str(check.frame["last_updated"].dtype) == "datetime64[us, UTC]"
     assert list(check.verdicts) == [T0]
+
+
+def test_wrong_types_are_told_apart_from_missing_values() -> None:
+    frame = snapshot()
+    frame.loc[:3, "bikes"] = pd.NA  # 4 of 40 = 10%: as read from "many", true, 2.5 and "many"
+    wrong = {"bikes": {0: "many", 1: True, 2: 2.5, 3: "many"}}
+    verdict = only_verdict(check_station_status(frame, information=information(), rules=RULES, wrong_type=wrong))
+    [rejection] = verdict.rejections
+    assert rejection.code is RejectCode.WRONG_TYPE and rejection.field == "bikes"
+    assert rejection.share == pytest.approx(0.10) and rejection.count == 4
+    assert rejection.values == ('"many"', "true", "2.5")  # distinct, as JSON
+    assert rejection.examples == ("s0", "s1", "s2", "s3")
+    assert rejection.message == '10.0% of bikes has the wrong type (e.g. "many"; more than 5.0%)'
+    details = json.loads(rejection_json(verdict.rejections, feed="station_status"))["rejections"][0]
+    assert details["values"] == ['"many"', "true", "2.5"]
+
+
+def test_a_few_wrong_types_are_masked_and_a_missing_value_next_to_them_stays_missing() -> None:
+    frame = snapshot()
+    frame.loc[0, "docks"] = pd.NA  # wrong type
+    frame.loc[1, "docks"] = pd.NA  # absent
+    frame.loc[2, "ebikes"] = pd.NA  # an optional field of the wrong type masks the row too
+    wrong = {"docks": {0: "lots"}, "ebikes": {2: [1]}}
+    check = check_station_status(frame, information=information(), rules=RULES, wrong_type=wrong)
+    verdict = only_verdict(check)
+    assert verdict.accepted
+    assert verdict.masked_by_reason == {"wrong_type": 2, "missing_docks": 1}
+    assert check.frame.loc[:2, "mask_reasons"].tolist() == ["wrong_type", "missing_docks", "wrong_type"]
+
+
+def test_no_rejection_without_wrong_types_is_unchanged() -> None:
+    frame = snapshot()
+    frame.loc[:3, "bikes"] = pd.NA
+    verdict = only_verdict(check_station_status(frame, information=information(), rules=RULES, wrong_type={}))
+    assert [r.code for r in verdict.rejections] == [RejectCode.MISSING_REQUIRED]
+
+
+@pytest.mark.parametrize(
+    ("last_updated", "where"),
+    [
+        (pd.Timestamp("1970-01-01 01:00", tz="UTC"), "before"),
+        (T0 - pd.Timedelta(days=1, seconds=1), "before"),
+        (T0 + pd.Timedelta(seconds=301), "after"),
+        (pd.Timestamp("2100-01-01", tz="UTC"), "after"),
+    ],
+)
+def test_a_snapshot_time_far_from_its_fetch_time_is_implausible(last_updated: pd.Timestamp, where: str) -> None:
+    frame = snapshot(at=last_updated)
+    verdict = only_verdict(check_station_status(frame, information=information(), rules=RULES, fetched_at=T0))
+    assert verdict.rejections[0].code is RejectCode.IMPLAUSIBLE_TIME
+    assert verdict.rejections[0].field == "last_updated"
+    assert f"s {where} the fetch at {T0.isoformat()}" in verdict.rejections[0].message
+    assert verdict.reason_code == "implausible_time"
+
+
+def test_snapshot_times_within_the_window_pass_and_each_snapshot_has_its_own_fetch_time() -> None:
+    near = [T0 - pd.Timedelta(days=1), T0 + pd.Timedelta(seconds=300)]
+    frame = pd.concat([snapshot(at=t) for t in near], ignore_index=True)
+    check = check_station_status(frame, information=information(), rules=RULES, fetched_at=T0)
+    assert all(v.accepted for v in check.verdicts.values())
+
+    old = pd.Timestamp("2001-09-09", tz="UTC")
+    frame = pd.concat([snapshot(at=old), snapshot(at=T0)], ignore_index=True)
+    fetched = pd.Series([old + pd.Timedelta(seconds=5)] * 40 + [pd.Timestamp("2001-09-10", tz="UTC")] * 40)
+    check = check_station_status(frame, information=information(), rules=RULES, fetched_at=fetched)
+    assert check.verdicts[old].accepted  # an old recording judged against its recorded fetch time
+    assert check.verdicts[T0].reason_code == "implausible_time"  # 22 years after that fetch

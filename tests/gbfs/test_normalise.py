@@ -15,6 +15,8 @@ from bikeshare.gbfs.normalise import (
     normalise_station_status,
     normalise_system_information,
     normalise_vehicle_types,
+    read_station_information,
+    read_station_status,
 )
 
 T0 = 1677700000  # 2023-03-01T19:46:40Z
@@ -308,3 +310,65 @@ def test_system_information_v11_and_v30() -> None:
     }
     info = normalise_system_information(v30)
     assert (info["language"], info["name"], info["timezone"]) == ("fr", "Vélib' Métropole", "Europe/Paris")
+
+
+def test_wrong_types_and_conversions_are_reported_apart_from_absent_fields() -> None:
+    doc = v10_status()
+    doc["version"] = "2.3"
+    a, b = doc["data"]["stations"]
+    a.update(num_bikes_available="many", num_docks_available="7", is_renting="true", num_bikes_disabled=2.5)
+    b.update(num_bikes_available=True, num_docks_available=4.0, is_installed=2, last_reported="soon")
+    read = read_station_status(doc)
+    frame = read.frame
+    assert frame["bikes"].isna().all() and frame["bikes_disabled"].isna().iloc[0]
+    assert frame["docks"].tolist() == [7, 4]
+    assert frame["is_renting"].iloc[0] and pd.isna(frame["is_installed"].iloc[1])
+    assert read.wrong_type == {
+        "bikes": {0: "many", 1: True},
+        "bikes_disabled": {0: 2.5},
+        "is_installed": {1: 2},
+        "last_reported": {1: "soon"},
+    }
+    assert read.converted == {"docks": 2, "is_renting": 1}
+    assert "ebikes" not in read.wrong_type  # absent is not a wrong type
+    pd.testing.assert_frame_equal(normalise_station_status(doc), frame)
+
+
+@pytest.mark.parametrize("huge", [10**15, 10**18, 10**20, 1e18, -(10**15), "1000000000000000", "33658-09-27T01:46:40Z"])
+def test_a_time_outside_the_readable_range_is_a_wrong_type_not_a_crash(huge: object) -> None:
+    doc = v10_status()
+    doc["data"]["stations"][1]["last_reported"] = huge
+    read = read_station_status(doc)
+    assert read.frame["last_reported"].iloc[0] == T0_TS - pd.Timedelta(seconds=60)
+    assert pd.isna(read.frame["last_reported"].iloc[1])
+    assert read.wrong_type == {"last_reported": {1: huge}}
+
+
+def test_a_count_beyond_64_bits_is_a_wrong_type_not_a_crash() -> None:
+    doc = v10_status()
+    doc["data"]["stations"][0]["num_bikes_available"] = 10**20
+    read = read_station_status(doc)
+    assert pd.isna(read.frame["bikes"].iloc[0]) and read.frame["bikes"].iloc[1] == 0
+    assert read.wrong_type == {"bikes": {0: 10**20}}
+
+
+def test_a_last_updated_outside_the_readable_range_is_a_format_error() -> None:
+    with pytest.raises(FeedFormatError, match="last_updated"):
+        feed_last_updated({"last_updated": 10**15, "data": {}})
+
+
+def test_station_information_reports_wrong_types() -> None:
+    doc = {
+        "last_updated": T0,
+        "ttl": 0,
+        "data": {
+            "stations": [
+                {"station_id": "a", "name": "A", "capacity": "12", "lat": "37.7", "lon": -122.4},
+                {"station_id": "b", "name": {"en": "B"}, "capacity": "big", "lat": True, "lon": -122.4},
+            ]
+        },
+    }
+    read = read_station_information(doc)
+    assert read.frame["capacity"].iloc[0] == 12 and read.frame["lat"].iloc[0] == 37.7
+    assert read.wrong_type == {"name": {1: {"en": "B"}}, "capacity": {1: "big"}, "lat": {1: True}}
+    assert read.converted == {"capacity": 1, "lat": 1}

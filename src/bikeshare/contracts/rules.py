@@ -20,7 +20,9 @@ class RejectCode(StrEnum):
     MALFORMED_JSON = "malformed_json"  # the body is not JSON
     FEED_FORMAT = "feed_format"  # JSON, but not a GBFS document of its kind
     SCHEMA = "schema"  # a normalised column is absent or of the wrong type
+    IMPLAUSIBLE_TIME = "implausible_time"  # last_updated far before or after the fetch time
     EMPTY = "empty_batch"  # no stations at all
+    WRONG_TYPE = "wrong_type"  # too large a share of a field is present but of the wrong type
     MISSING_REQUIRED = "missing_required"  # too large a share of a required field is missing
     NEGATIVE_COUNT = "negative_count"  # a count below zero
     COORDINATES = "coordinates_out_of_range"  # lat outside [-90, 90] or lon outside [-180, 180]
@@ -28,6 +30,7 @@ class RejectCode(StrEnum):
     FUTURE_LAST_REPORTED = "future_last_reported"  # last_reported ahead of last_updated beyond the skew
     OVER_CAPACITY = "over_capacity"  # too many stations with bikes + docks above capacity + slack
     DUPLICATE_STATION = "duplicate_station"  # station_information names a station twice
+    INGEST_ERROR = "ingest_error"  # normalisation or the contract failed unexpectedly on this payload
 
 
 class MaskReason(StrEnum):
@@ -37,6 +40,7 @@ class MaskReason(StrEnum):
     MISSING_BIKES = "missing_bikes"
     MISSING_DOCKS = "missing_docks"
     MISSING_LAST_REPORTED = "missing_last_reported"
+    WRONG_TYPE = "wrong_type"  # some field present but not readable as its type
     DUPLICATE = "duplicate"  # a second row for the same station in one snapshot
     STALE = "stale"
     NOT_INSTALLED = "not_installed"
@@ -59,6 +63,8 @@ class ContractRules:
     max_over_capacity_frac: float = 0.05
     future_skew_s: float = 300.0
     stale_report_s: float = 3600.0
+    max_snapshot_age_s: float = 86400.0
+    snapshot_future_skew_s: float = 300.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ContractRules:
@@ -68,6 +74,8 @@ class ContractRules:
             max_over_capacity_frac=settings.contract_max_over_capacity_frac,
             future_skew_s=settings.contract_future_skew_s,
             stale_report_s=settings.stale_report_s,
+            max_snapshot_age_s=settings.contract_max_snapshot_age_s,
+            snapshot_future_skew_s=settings.contract_snapshot_future_skew_s,
         )
 
 
@@ -82,11 +90,13 @@ class Rejection:
     threshold: float | None = None
     count: int | None = None
     examples: tuple[str, ...] = ()
+    values: tuple[str, ...] = ()  # offending values as JSON text (wrong_type), up to EXAMPLES_KEPT
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["code"] = str(self.code)
         out["examples"] = list(self.examples)
+        out["values"] = list(self.values) or None
         return {k: v for k, v in out.items() if v is not None}
 
 

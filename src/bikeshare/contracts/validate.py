@@ -7,8 +7,10 @@ snapshot. Nothing is dropped: a row that breaks a row-level rule is kept with ``
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +36,10 @@ from bikeshare.contracts.schemas import (
 )
 
 MASK_ORDER: tuple[MaskReason, ...] = tuple(MaskReason)
+
+WrongTypes = Mapping[str, Mapping[int, Any]]
+"""Column -> {row position: raw value} of values present but not readable as the column's type
+(:attr:`bikeshare.gbfs.normalise.Normalised.wrong_type`); those values are null in the frame."""
 
 
 class ContractSchemaError(ValueError):
@@ -91,11 +97,43 @@ def _cast(column: pd.Series, dtype: object) -> pd.Series:
     return column.astype(dtype)
 
 
+def snapshot_time_rejection(
+    published: pd.Timestamp, fetched_at: pd.Timestamp, rules: ContractRules, *, rows: int = 0
+) -> Rejection | None:
+    """``implausible_time`` when ``last_updated`` is far before or after the snapshot's fetch time.
+
+    Older than ``max_snapshot_age_s`` before the fetch, or more than ``snapshot_future_skew_s``
+    after it: a feed clock at 1970, 2001 or 2100 must not make partitions there. A replay or a
+    backfill passes the fetch time the recording carries, so old recordings stay ingestible.
+    """
+    published, fetched_at = pd.Timestamp(published), pd.Timestamp(fetched_at)
+    lead_s = (published - fetched_at).total_seconds()
+    if -lead_s > rules.max_snapshot_age_s:
+        where, limit = "before", rules.max_snapshot_age_s
+    elif lead_s > rules.snapshot_future_skew_s:
+        where, limit = "after", rules.snapshot_future_skew_s
+    else:
+        return None
+    return Rejection(
+        code=RejectCode.IMPLAUSIBLE_TIME,
+        message=(
+            f"last_updated {published.isoformat()} is {abs(lead_s):.0f}s {where} the fetch at "
+            f"{fetched_at.isoformat()} (more than {limit:g}s)"
+        ),
+        field="last_updated",
+        share=1.0,
+        threshold=limit,
+        count=rows,
+    )
+
+
 def check_station_status(
     status: pd.DataFrame,
     *,
     information: pd.DataFrame | None,
     rules: ContractRules,
+    wrong_type: WrongTypes | None = None,
+    fetched_at: pd.Timestamp | pd.Series | None = None,
 ) -> StatusCheck:
     """Judge every snapshot in ``status`` and mask its defective rows.
 
@@ -103,6 +141,8 @@ def check_station_status(
     ``valid_from`` column it may hold several versions, and each snapshot is checked against the
     latest version with ``valid_from <= last_updated`` (the first version before that). ``None``
     means no station_information is known: unknown-station and capacity rules are skipped.
+    ``wrong_type`` (rows by position) tells wrong types from missing values. ``fetched_at`` (one
+    time, or one per row) adds :func:`snapshot_time_rejection` per snapshot.
     """
     frame = conform_frame(status, STATUS_DTYPES, STATUS_REQUIRED)
     n = len(frame)
@@ -118,13 +158,16 @@ def check_station_status(
 
     station_ids = frame["station_id"]
     has_id = station_ids.notna().to_numpy()
-    missing = {c: frame[c].isna().to_numpy() for c in STATUS_REQUIRED}
+    wrong = _wrong_type_flags(wrong_type, frame.columns, n)
+    no_flag = np.zeros(n, dtype=bool)
+    missing = {c: frame[c].isna().to_numpy() & ~wrong.get(c, no_flag) for c in STATUS_REQUIRED}
     lag = frame["last_updated"] - frame["last_reported"]
     flags: dict[MaskReason, np.ndarray] = {
         MaskReason.MISSING_STATION_ID: missing["station_id"],
         MaskReason.MISSING_BIKES: missing["bikes"],
         MaskReason.MISSING_DOCKS: missing["docks"],
         MaskReason.MISSING_LAST_REPORTED: missing["last_reported"],
+        MaskReason.WRONG_TYPE: np.logical_or.reduce([no_flag, *wrong.values()]),
         MaskReason.DUPLICATE: frame.duplicated(["last_updated", "station_id"]).to_numpy() & has_id,
         MaskReason.STALE: (lag > pd.Timedelta(seconds=rules.stale_report_s)).fillna(False).to_numpy(bool),
         MaskReason.NOT_INSTALLED: frame["is_installed"].eq(False).fillna(False).to_numpy(bool),
@@ -154,6 +197,27 @@ def check_station_status(
         rows = np.flatnonzero(flag & (group == g) & has_id)[:EXAMPLES_KEPT]
         return tuple(str(s) for s in station_ids.iloc[rows])
 
+    if fetched_at is not None:
+        fetched = _fetched_per_group(fetched_at, group, groups)
+        for g in range(groups):
+            late_or_early = snapshot_time_rejection(
+                pd.Timestamp(published[g]), fetched[g], rules, rows=int(rows_per_group[g])
+            )
+            if late_or_early is not None:
+                rejections.setdefault(g, []).append(late_or_early)
+    for column, flag in wrong.items():
+        share = per_group(flag) / rows_per_group
+        reject(
+            (share > rules.max_missing_frac)[group] & flag,
+            lambda g, c, column=column, flag=flag, share=share: _wrong_type_rejection(
+                column,
+                share=float(share[g]),
+                count=c,
+                threshold=rules.max_missing_frac,
+                examples=examples(flag, g),
+                values=_wrong_values(wrong_type, column, np.flatnonzero(flag & (group == g))),
+            ),
+        )
     for column in STATUS_REQUIRED:
         share = per_group(missing[column]) / rows_per_group
         too_many = (share > rules.max_missing_frac)[group] & missing[column]
@@ -245,9 +309,11 @@ def empty_verdict(published_at: pd.Timestamp) -> BatchVerdict:
     )
 
 
-def check_station_information(information: pd.DataFrame, *, rules: ContractRules) -> InformationCheck:
+def check_station_information(
+    information: pd.DataFrame, *, rules: ContractRules, wrong_type: WrongTypes | None = None
+) -> InformationCheck:
     """Judge one station_information document (one version of the dimension)."""
-    checks = check_information_versions(information, rules=rules)
+    checks = check_information_versions(information, rules=rules, wrong_type=wrong_type)
     if not checks:
         published = pd.Timestamp(information["last_updated"].iloc[0]) if len(information) else pd.NaT
         frame = conform_frame(information, INFORMATION_DTYPES, INFORMATION_REQUIRED)
@@ -257,7 +323,9 @@ def check_station_information(information: pd.DataFrame, *, rules: ContractRules
     return checks[0]
 
 
-def check_information_versions(information: pd.DataFrame, *, rules: ContractRules) -> list[InformationCheck]:
+def check_information_versions(
+    information: pd.DataFrame, *, rules: ContractRules, wrong_type: WrongTypes | None = None
+) -> list[InformationCheck]:
     """Judge many station_information versions at once (one per ``last_updated``), in time order.
 
     The Pandera pass runs once over all rows, which is what makes the backfill of a month of
@@ -267,23 +335,32 @@ def check_information_versions(information: pd.DataFrame, *, rules: ContractRule
     if frame.empty:
         return []
     broken = _pandera_failures(frame, information_schema(), len(frame))
+    wrong = _wrong_type_flags(wrong_type, frame.columns, len(frame))
     group, published = pd.factorize(frame["last_updated"], sort=True)
     out: list[InformationCheck] = []
     for g, published_at in enumerate(published):
         rows = np.flatnonzero(group == g)
         part = frame.iloc[rows].reset_index(drop=True)
         part_broken = {k: v[rows] for k, v in broken.items()}
+        part_wrong = {
+            column: (flag[rows], _wrong_values(wrong_type, column, rows[flag[rows]]))
+            for column, flag in wrong.items()
+            if flag[rows].any()
+        }
         verdict = BatchVerdict(
             published_at=pd.Timestamp(published_at),
             rows_in=len(part),
-            rejections=_information_rejections(part, part_broken, rules),
+            rejections=_information_rejections(part, part_broken, part_wrong, rules),
         )
         out.append(InformationCheck(frame=part, verdict=verdict))
     return out
 
 
 def _information_rejections(
-    frame: pd.DataFrame, broken: dict[str, np.ndarray], rules: ContractRules
+    frame: pd.DataFrame,
+    broken: dict[str, np.ndarray],
+    wrong: dict[str, tuple[np.ndarray, tuple[str, ...]]],
+    rules: ContractRules,
 ) -> list[Rejection]:
     ids = frame["station_id"]
 
@@ -291,8 +368,22 @@ def _information_rejections(
         return tuple(str(s) for s in ids[flag & ids.notna().to_numpy()].head(EXAMPLES_KEPT))
 
     rejections: list[Rejection] = []
+    for column, (flag, values) in wrong.items():
+        if flag.mean() > rules.max_missing_frac:
+            rejections.append(
+                _wrong_type_rejection(
+                    column,
+                    share=float(flag.mean()),
+                    count=int(flag.sum()),
+                    threshold=rules.max_missing_frac,
+                    examples=examples(flag),
+                    values=values,
+                )
+            )
     for column in INFORMATION_REQUIRED:
         flag = frame[column].isna().to_numpy()
+        if column in wrong:
+            flag = flag & ~wrong[column][0]
         share = flag.mean()
         if share > rules.max_missing_frac:
             rejections.append(
@@ -338,6 +429,54 @@ def _information_rejections(
             )
         )
     return rejections
+
+
+def _wrong_type_flags(wrong_type: WrongTypes | None, columns: pd.Index, n: int) -> dict[str, np.ndarray]:
+    """Row flags per column (in frame order) of the values that had the wrong type."""
+    out: dict[str, np.ndarray] = {}
+    for column in columns:
+        rows = (wrong_type or {}).get(column)
+        if rows:
+            flag = np.zeros(n, dtype=bool)
+            flag[np.fromiter(rows.keys(), dtype=np.int64, count=len(rows))] = True
+            out[str(column)] = flag
+    return out
+
+
+def _wrong_values(wrong_type: WrongTypes | None, column: str, rows: np.ndarray) -> tuple[str, ...]:
+    """Up to EXAMPLES_KEPT distinct offending values of ``column`` at ``rows``, as JSON text."""
+    raw = (wrong_type or {}).get(column, {})
+    seen: dict[str, None] = {}
+    for row in rows:
+        seen.setdefault(json.dumps(raw.get(int(row)), default=str), None)
+        if len(seen) >= EXAMPLES_KEPT:
+            break
+    return tuple(seen)
+
+
+def _wrong_type_rejection(
+    column: str, *, share: float, count: int, threshold: float, examples: tuple[str, ...], values: tuple[str, ...]
+) -> Rejection:
+    example = f"e.g. {values[0]}; " if values else ""
+    return Rejection(
+        code=RejectCode.WRONG_TYPE,
+        message=f"{share:.1%} of {column} has the wrong type ({example}more than {threshold:.1%})",
+        field=column,
+        share=share,
+        threshold=threshold,
+        count=count,
+        examples=examples,
+        values=values,
+    )
+
+
+def _fetched_per_group(fetched_at: pd.Timestamp | pd.Series, group: np.ndarray, groups: int) -> list[pd.Timestamp]:
+    """The fetch time of each snapshot (its first row's, when given per row)."""
+    if not isinstance(fetched_at, pd.Series):
+        return [pd.Timestamp(fetched_at)] * groups
+    values = pd.to_datetime(fetched_at.reset_index(drop=True), utc=True)
+    _, first = np.unique(group, return_index=True)
+    return [pd.Timestamp(values.iloc[i]) for i in first]
 
 
 def _pandera_failures(frame: pd.DataFrame, schema: pa.DataFrameSchema, n: int) -> dict[str, np.ndarray]:

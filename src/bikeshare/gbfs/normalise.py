@@ -12,15 +12,19 @@ Differences handled here:
 
 Only a structurally broken document raises :class:`FeedFormatError`. Row-level defects (a missing
 field, a count of the wrong type, a missing ``station_id``) become nulls so that the data contract
-can count them; unknown extra fields are ignored.
+can count them; unknown extra fields are ignored. :func:`read_station_status` also says which
+values were present but of the wrong type (``"many"``, ``true`` or ``2.5`` for a count, a time
+outside the years 1678-2262) and how many were converted (``"5"`` or ``5.0`` for a count, ``"true"``
+for a flag), so that the contract can tell a wrong type from a missing field.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -64,6 +68,51 @@ TS_DTYPE = "datetime64[us, UTC]"
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _TRUE_STRINGS = frozenset({"true", "1", "yes"})
 _FALSE_STRINGS = frozenset({"false", "0", "no"})
+# Times are stored as timestamp[us] but computed with pandas' nanosecond range: years 1678-2262.
+_MIN_TS, _MAX_TS = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
+_MAX_POSIX_S = 9_223_372_035  # |POSIX seconds| inside that range
+
+
+class Read(Enum):
+    """What reading one feed value gave."""
+
+    ABSENT = "absent"  # no key, or JSON null
+    OK = "ok"  # already of the column's type
+    CONVERTED = "converted"  # of another type that denotes the value exactly ("5", 5.0, "true")
+    WRONG_TYPE = "wrong_type"  # present but not readable as the column's type ("many", true, 2.5)
+
+
+@dataclass(frozen=True)
+class Normalised:
+    """A document's rows in the internal schema, plus what reading its values found.
+
+    ``wrong_type`` maps a column to ``{row: raw value}`` for values that were present but could
+    not be read (they are null in ``frame``); ``converted`` counts, per column, values that were
+    converted into the column's type (see :class:`Read`).
+    """
+
+    frame: pd.DataFrame
+    wrong_type: dict[str, dict[int, Any]] = field(default_factory=dict)
+    converted: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Tally:
+    """Collects wrong types and conversions column by column while a document is read."""
+
+    wrong_type: dict[str, dict[int, Any]] = field(default_factory=dict)
+    converted: dict[str, int] = field(default_factory=dict)
+
+    def column(self, name: str, values: Sequence[Any], read: Callable[[Sequence[Any]], _Column]) -> Any:
+        array, wrong, converted = read(values)
+        if wrong:
+            self.wrong_type[name] = wrong
+        if converted:
+            self.converted[name] = converted
+        return array
+
+    def result(self, frame: pd.DataFrame) -> Normalised:
+        return Normalised(frame=frame, wrong_type=self.wrong_type, converted=self.converted)
 
 
 class FeedFormatError(ValueError):
@@ -105,31 +154,42 @@ def feed_last_updated(doc: dict) -> pd.Timestamp:
 
 def parse_timestamp(value: Any) -> pd.Timestamp | None:
     """One GBFS time value as a UTC timestamp; ``None`` when it is missing or unreadable."""
-    if value is None or isinstance(value, bool):
-        return None
+    return _coerce_ts(value)[0]
+
+
+def _coerce_ts(value: Any) -> tuple[pd.Timestamp | None, Read]:
+    """POSIX seconds (a number; a numeric string is a conversion) or RFC 3339 text, within 1678-2262."""
+    if value is None:
+        return None, Read.ABSENT
+    if isinstance(value, bool):
+        return None, Read.WRONG_TYPE
     if isinstance(value, int | float):
-        if not math.isfinite(value):
-            return None
-        try:
-            return pd.Timestamp(round(value * 1_000_000), unit="us", tz="UTC")
-        except (OverflowError, ValueError):
-            return None
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return None
-        try:
-            return pd.Timestamp(round(float(text) * 1_000_000), unit="us", tz="UTC")
-        except (ValueError, OverflowError):
-            pass
-        try:
-            ts = pd.Timestamp(text)
-        except (ValueError, OverflowError):
-            return None
-        if ts is pd.NaT:
-            return None
-        return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return None
+        ts = _posix(value)
+        return (ts, Read.OK) if ts is not None else (None, Read.WRONG_TYPE)
+    if not isinstance(value, str):
+        return None, Read.WRONG_TYPE
+    text = value.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        pass
+    else:
+        ts = _posix(int(text) if text.lstrip("+-").isdigit() else number)
+        return (ts, Read.CONVERTED) if ts is not None else (None, Read.WRONG_TYPE)
+    try:
+        ts = pd.Timestamp(text)
+    except (ValueError, OverflowError):
+        return None, Read.WRONG_TYPE
+    if ts is pd.NaT:
+        return None, Read.WRONG_TYPE
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return (ts, Read.OK) if _MIN_TS <= ts <= _MAX_TS else (None, Read.WRONG_TYPE)
+
+
+def _posix(seconds: float) -> pd.Timestamp | None:
+    if not math.isfinite(seconds) or abs(seconds) > _MAX_POSIX_S:
+        return None
+    return pd.Timestamp(round(seconds * 1_000_000), unit="us", tz="UTC")
 
 
 # --- station_status ------------------------------------------------------------------------------
@@ -141,6 +201,11 @@ def normalise_station_status(doc: dict, *, vehicle_types: dict[str, str] | None 
     ``vehicle_types`` maps vehicle_type_id -> propulsion_type (from the vehicle_types feed); it
     lets e-bikes be counted from ``vehicle_types_available`` when ``num_ebikes_available`` is absent.
     """
+    return read_station_status(doc, vehicle_types=vehicle_types).frame
+
+
+def read_station_status(doc: dict, *, vehicle_types: dict[str, str] | None = None) -> Normalised:
+    """:func:`normalise_station_status` plus the wrong-typed and converted values it met."""
     version = detect_version(doc)
     last_updated = feed_last_updated(doc)
     stations = _stations(doc, "station_status")
@@ -149,20 +214,22 @@ def normalise_station_status(doc: dict, *, vehicle_types: dict[str, str] | None 
     disabled_key = "num_vehicles_disabled" if v3 else "num_bikes_disabled"
     electric = {k for k, p in (vehicle_types or {}).items() if str(p) in ELECTRIC_PROPULSION}
 
-    n = len(stations)
+    tally = _Tally()
     columns: dict[str, Any] = {
-        "station_id": _str_column(s.get("station_id") for s in stations),
-        "bikes": _int_column([s.get(bikes_key) for s in stations]),
-        "ebikes": _int_column([_ebikes(s, electric, vehicle_types is not None) for s in stations]),
-        "docks": _int_column([s.get("num_docks_available") for s in stations]),
-        "bikes_disabled": _int_column([s.get(disabled_key) for s in stations]),
-        "docks_disabled": _int_column([s.get("num_docks_disabled") for s in stations]),
+        "station_id": tally.column("station_id", [s.get("station_id") for s in stations], _read_str),
+        "bikes": tally.column("bikes", [s.get(bikes_key) for s in stations], _read_int),
+        "ebikes": tally.column(
+            "ebikes", [_ebikes(s, electric, vehicle_types is not None) for s in stations], _read_int
+        ),
+        "docks": tally.column("docks", [s.get("num_docks_available") for s in stations], _read_int),
+        "bikes_disabled": tally.column("bikes_disabled", [s.get(disabled_key) for s in stations], _read_int),
+        "docks_disabled": tally.column("docks_disabled", [s.get("num_docks_disabled") for s in stations], _read_int),
     }
     for flag in STATUS_FLAG_COLUMNS:
-        columns[flag] = _bool_column([s.get(flag) for s in stations])
-    columns["last_reported"] = _ts_column([s.get("last_reported") for s in stations])
-    columns["last_updated"] = _repeat_ts(last_updated, n)
-    return pd.DataFrame(columns, columns=list(STATUS_COLUMNS))
+        columns[flag] = tally.column(flag, [s.get(flag) for s in stations], _read_bool)
+    columns["last_reported"] = tally.column("last_reported", [s.get("last_reported") for s in stations], _read_ts)
+    columns["last_updated"] = _repeat_ts(last_updated, len(stations))
+    return tally.result(pd.DataFrame(columns, columns=list(STATUS_COLUMNS)))
 
 
 def _ebikes(station: Mapping[str, Any], electric: set[str], have_types: bool) -> Any:
@@ -174,7 +241,8 @@ def _ebikes(station: Mapping[str, Any], electric: set[str], have_types: bool) ->
         for entry in available:
             if not isinstance(entry, dict):
                 return None
-            if entry.get("vehicle_type_id") in electric:
+            type_id = entry.get("vehicle_type_id")
+            if isinstance(type_id, str) and type_id in electric:
                 count = entry.get("count")
                 if not _is_int(count):
                     return None
@@ -222,20 +290,39 @@ def normalise_station_information(doc: dict, *, language: str | None = None) -> 
 
     v3.0 localised names pick ``language`` (the system language) when present, else the first entry.
     """
+    return read_station_information(doc, language=language).frame
+
+
+def read_station_information(doc: dict, *, language: str | None = None) -> Normalised:
+    """:func:`normalise_station_information` plus the wrong-typed and converted values it met."""
     detect_version(doc)
     last_updated = feed_last_updated(doc)
     stations = _stations(doc, "station_information")
+    tally = _Tally()
+
+    def text(key: str) -> Any:
+        return tally.column(key, [_localised_or_raw(s.get(key), language) for s in stations], _read_str)
+
     columns: dict[str, Any] = {
-        "station_id": _str_column(s.get("station_id") for s in stations),
-        "name": _str_column(localised_text(s.get("name"), language) for s in stations),
-        "short_name": _str_column(localised_text(s.get("short_name"), language) for s in stations),
-        "capacity": _int_column([s.get("capacity") for s in stations]),
-        "lat": _float_column([s.get("lat") for s in stations]),
-        "lon": _float_column([s.get("lon") for s in stations]),
-        "region_id": _str_column(s.get("region_id") for s in stations),
+        "station_id": tally.column("station_id", [s.get("station_id") for s in stations], _read_str),
+        "name": text("name"),
+        "short_name": text("short_name"),
+        "capacity": tally.column("capacity", [s.get("capacity") for s in stations], _read_int),
+        "lat": tally.column("lat", [s.get("lat") for s in stations], _read_float),
+        "lon": tally.column("lon", [s.get("lon") for s in stations], _read_float),
+        "region_id": tally.column("region_id", [s.get("region_id") for s in stations], _read_str),
         "last_updated": _repeat_ts(last_updated, len(stations)),
     }
-    return pd.DataFrame(columns, columns=list(INFORMATION_COLUMNS))
+    return tally.result(pd.DataFrame(columns, columns=list(INFORMATION_COLUMNS)))
+
+
+def _localised_or_raw(value: Any, language: str | None) -> Any:
+    """The text of a v3.0 localised list; any other value as it is (read as a string later)."""
+    return localised_text(value, language) if isinstance(value, list) and _has_text(value) else value
+
+
+def _has_text(entries: list[Any]) -> bool:
+    return any(isinstance(e, dict) and isinstance(e.get("text"), str) for e in entries)
 
 
 def normalise_system_information(doc: dict) -> dict:
@@ -302,81 +389,144 @@ def _as_str(value: Any) -> str | None:
     return str(value)
 
 
-def _str_column(values: Iterable[Any]) -> pd.Series:
-    values = list(values)
-    if all(type(v) is str for v in values):
-        return pd.Series(values, dtype="str")
-    return pd.Series([_as_str(v) for v in values], dtype="str")
+_Column = tuple[Any, dict[int, Any], int]  # (array, {row: wrong-typed raw value}, conversions)
 
 
-def _int_column(values: Sequence[Any]) -> pd.arrays.IntegerArray:
-    if all(type(v) is int for v in values):
-        arr = np.asarray(values, dtype=np.int64) if values else np.zeros(0, dtype=np.int64)
-        if not len(arr) or (arr.min() >= _INT32_MIN and arr.max() <= _INT32_MAX):
-            return pd.array(arr.astype(np.int32), dtype="Int32")
-    return pd.array([_coerce_int(v) for v in values], dtype="Int32")
-
-
-def _coerce_int(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None:
+def _int64_or_none(values: Sequence[Any], *, bools: bool = False) -> np.ndarray | None:
+    """The values as int64 when all are JSON integers (fast path), else None (read one by one)."""
+    kinds = (int, bool) if bools else (int,)
+    if not all(type(v) in kinds for v in values):
         return None
+    try:
+        return np.asarray(values, dtype=np.int64) if values else np.zeros(0, dtype=np.int64)
+    except OverflowError:  # an integer beyond 64 bits
+        return None
+
+
+def _read_with(
+    values: Sequence[Any], coerce: Callable[[Any], tuple[Any, Read]]
+) -> tuple[list[Any], dict[int, Any], int]:
+    out: list[Any] = []
+    wrong: dict[int, Any] = {}
+    converted = 0
+    for i, value in enumerate(values):
+        coerced, read = coerce(value)
+        if read is Read.WRONG_TYPE:
+            wrong[i] = value
+        elif read is Read.CONVERTED:
+            converted += 1
+        out.append(coerced)
+    return out, wrong, converted
+
+
+def _read_str(values: Sequence[Any]) -> _Column:
+    if all(type(v) is str for v in values):
+        return pd.Series(list(values), dtype="str"), {}, 0
+    out, wrong, converted = _read_with(values, _coerce_str)
+    return pd.Series(out, dtype="str"), wrong, converted
+
+
+def _coerce_str(value: Any) -> tuple[str | None, Read]:
+    if value is None:
+        return None, Read.ABSENT
+    if isinstance(value, bool | dict | list):
+        return None, Read.WRONG_TYPE
+    return _as_str(value), Read.OK  # ids sent as numbers are common (Vélib'): not counted
+
+
+def _read_int(values: Sequence[Any]) -> _Column:
+    arr = _int64_or_none(values)
+    if arr is not None and (not len(arr) or (arr.min() >= _INT32_MIN and arr.max() <= _INT32_MAX)):
+        return pd.array(arr.astype(np.int32), dtype="Int32"), {}, 0
+    out, wrong, converted = _read_with(values, _coerce_int)
+    return pd.array(out, dtype="Int32"), wrong, converted
+
+
+def _coerce_int(value: Any) -> tuple[int | None, Read]:
+    """A JSON integer; an integral float (5.0) or an integral numeric string ("5") is a conversion."""
+    if value is None:
+        return None, Read.ABSENT
+    read = Read.OK
+    if isinstance(value, bool):
+        return None, Read.WRONG_TYPE
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                return None, Read.WRONG_TYPE
+        read = Read.CONVERTED
     if isinstance(value, float):
         if not value.is_integer():
-            return None
-        value = int(value)
-    elif isinstance(value, str):
-        try:
-            value = int(value.strip())
-        except ValueError:
-            return None
+            return None, Read.WRONG_TYPE
+        value, read = int(value), Read.CONVERTED
     if not isinstance(value, int) or not _INT32_MIN <= value <= _INT32_MAX:
-        return None
-    return value
+        return None, Read.WRONG_TYPE
+    return value, read
 
 
-def _bool_column(values: Sequence[Any]) -> pd.arrays.BooleanArray:
-    if values and all(type(v) is int or type(v) is bool for v in values):
-        arr = np.asarray(values, dtype=np.int64)
-        if arr.min() >= 0 and arr.max() <= 1:
-            return pd.array(arr.astype(bool), dtype="boolean")
-    return pd.array([_coerce_bool(v) for v in values], dtype="boolean")
+def _read_bool(values: Sequence[Any]) -> _Column:
+    arr = _int64_or_none(values, bools=True)
+    if arr is not None and len(arr) and arr.min() >= 0 and arr.max() <= 1:
+        return pd.array(arr.astype(bool), dtype="boolean"), {}, 0
+    out, wrong, converted = _read_with(values, _coerce_bool)
+    return pd.array(out, dtype="boolean"), wrong, converted
 
 
-def _coerce_bool(value: Any) -> bool | None:
+def _coerce_bool(value: Any) -> tuple[bool | None, Read]:
+    """true/false, or 0/1 (v1.x); "true"/"1"/"yes", "false"/"0"/"no" and 0.0/1.0 are conversions."""
+    if value is None:
+        return None, Read.ABSENT
     if isinstance(value, bool):
-        return value
-    if type(value) is int or isinstance(value, float):
-        return None if value not in (0, 1) else bool(value)
+        return value, Read.OK
+    if type(value) is int and value in (0, 1):
+        return bool(value), Read.OK
+    if isinstance(value, float) and value in (0.0, 1.0):
+        return bool(value), Read.CONVERTED
     if isinstance(value, str):
         text = value.strip().lower()
         if text in _TRUE_STRINGS:
-            return True
+            return True, Read.CONVERTED
         if text in _FALSE_STRINGS:
-            return False
-    return None
+            return False, Read.CONVERTED
+    return None, Read.WRONG_TYPE
+
+
+def _read_float(values: Sequence[Any]) -> _Column:
+    out, wrong, converted = _read_with(values, _coerce_float)
+    return np.array([np.nan if v is None else v for v in out], dtype=np.float64), wrong, converted
+
+
+def _coerce_float(value: Any) -> tuple[float | None, Read]:
+    if value is None:
+        return None, Read.ABSENT
+    if isinstance(value, bool):
+        return None, Read.WRONG_TYPE
+    read = Read.OK
+    if isinstance(value, str):
+        try:
+            value, read = float(value.strip()), Read.CONVERTED
+        except ValueError:
+            return None, Read.WRONG_TYPE
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        return None, Read.WRONG_TYPE
+    return float(value), read
+
+
+def _read_ts(values: Sequence[Any]) -> _Column:
+    seconds = _int64_or_none(values)
+    if seconds is not None and len(seconds) and seconds.min() >= -_MAX_POSIX_S and seconds.max() <= _MAX_POSIX_S:
+        array = pd.DatetimeIndex(pd.to_datetime(seconds, unit="s", utc=True)).astype(TS_DTYPE).array
+        return array, {}, 0
+    out, wrong, converted = _read_with(values, _coerce_ts)
+    return pd.array([pd.NaT if p is None else p for p in out], dtype=TS_DTYPE), wrong, converted
 
 
 def _repeat_ts(ts: pd.Timestamp, n: int) -> pd.arrays.DatetimeArray:
     return pd.DatetimeIndex([ts]).astype(TS_DTYPE).repeat(n).array
-
-
-def _float_column(values: Sequence[Any]) -> np.ndarray:
-    out = np.full(len(values), np.nan, dtype=np.float64)
-    for i, v in enumerate(values):
-        if isinstance(v, int | float) and not isinstance(v, bool):
-            out[i] = v
-        elif isinstance(v, str):
-            with contextlib.suppress(ValueError):
-                out[i] = float(v)
-    return out
-
-
-def _ts_column(values: Sequence[Any]) -> pd.arrays.DatetimeArray:
-    if values and all(type(v) is int for v in values):
-        seconds = np.asarray(values, dtype=np.int64)
-        return pd.DatetimeIndex(pd.to_datetime(seconds, unit="s", utc=True)).astype(TS_DTYPE).array
-    parsed: list[pd.Timestamp | None] = [parse_timestamp(v) for v in values]
-    return pd.array([pd.NaT if p is None else p for p in parsed], dtype=TS_DTYPE)
 
 
 def iso_utc(ts: pd.Timestamp | datetime) -> str:
@@ -391,6 +541,8 @@ __all__: list[str] = [
     "KNOWN_VERSIONS",
     "STATUS_COLUMNS",
     "FeedFormatError",
+    "Normalised",
+    "Read",
     "detect_version",
     "feed_last_updated",
     "iso_utc",
@@ -400,4 +552,6 @@ __all__: list[str] = [
     "normalise_system_information",
     "normalise_vehicle_types",
     "parse_timestamp",
+    "read_station_information",
+    "read_station_status",
 ]
