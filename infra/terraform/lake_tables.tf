@@ -293,6 +293,7 @@ locals {
         { name = "row_pass_rate", type = "double" },
         { name = "masked_by_reason", type = "string" },
         { name = "path", type = "string" },
+        { name = "converted_by_field", type = "string" },
       ]
     }
     job_runs = {

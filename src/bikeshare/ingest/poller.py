@@ -22,19 +22,22 @@ import pandas as pd
 from bikeshare.contracts.rules import BatchVerdict, ContractRules, RejectCode, Rejection, rejection_json
 from bikeshare.contracts.validate import (
     ContractSchemaError,
+    StatusCheck,
     check_station_information,
     check_station_status,
     empty_verdict,
+    snapshot_time_rejection,
 )
 from bikeshare.gbfs.client import GbfsClient, GbfsError
 from bikeshare.gbfs.normalise import (
     FeedFormatError,
+    Normalised,
     detect_version,
     feed_last_updated,
-    normalise_station_information,
-    normalise_station_status,
     normalise_system_information,
     normalise_vehicle_types,
+    read_station_information,
+    read_station_status,
 )
 from bikeshare.ingest.clock import utc_now
 from bikeshare.ingest.sink import (
@@ -98,6 +101,7 @@ class IngestOutcome:
     rows_masked: int = 0
     row_pass_rate: float | None = None
     masked_by_reason: dict[str, int] = field(default_factory=dict)
+    converted_by_field: dict[str, int] = field(default_factory=dict)
     reason: str | None = None
     path: str | None = None
     ttl_s: float | None = None
@@ -138,6 +142,7 @@ class IngestOutcome:
             "row_pass_rate": self.row_pass_rate,
             "masked_by_reason": json.dumps(self.masked_by_reason, sort_keys=True),
             "path": self.path,
+            "converted_by_field": json.dumps(self.converted_by_field, sort_keys=True),
         }
 
 
@@ -245,7 +250,11 @@ def _process_status(
     ttl: float | None,
     refresh: Callable[[], list[str]],
 ) -> IngestOutcome:
-    """Parse -> duplicate check -> dimensions -> normalise -> contract -> partition or quarantine."""
+    """Parse -> snapshot time -> duplicate check -> dimensions -> normalise -> contract -> partition or quarantine.
+
+    An unexpected error after the payload is read is a rejected batch too (``ingest_error``,
+    payload quarantined), so that every batch leaves a log row and the poller goes on.
+    """
 
     def quarantined(
         code: RejectCode, rejections: list[Rejection], published: pd.Timestamp | None, **extra: Any
@@ -261,6 +270,7 @@ def _process_status(
             published_at=published,
             reason_code=str(code),
             reason=reason,
+            by_fetch_day=code is RejectCode.IMPLAUSIBLE_TIME,
         )
         return IngestOutcome(
             outcome=Outcome.QUARANTINED,
@@ -288,6 +298,9 @@ def _process_status(
         published = feed_last_updated(doc)
     except FeedFormatError as exc:
         return quarantined(RejectCode.FEED_FORMAT, [Rejection(code=RejectCode.FEED_FORMAT, message=str(exc))], None)
+    implausible = snapshot_time_rejection(published, fetched_at, rules)
+    if implausible is not None:
+        return quarantined(RejectCode.IMPLAUSIBLE_TIME, [implausible], published, gbfs_version=version)
 
     batch_id = status_batch_id(published)
     if published == state.last_published or sink.has_status(published):
@@ -303,38 +316,19 @@ def _process_status(
 
     state.load(sink)
     notes = refresh()
-    try:
-        status = normalise_station_status(doc, vehicle_types=state.vehicle_types)
-    except FeedFormatError as exc:
-        return quarantined(
-            RejectCode.FEED_FORMAT,
-            [Rejection(code=RejectCode.FEED_FORMAT, message=str(exc))],
-            published,
-            gbfs_version=version,
-        )
     information = state.information.frame if state.information is not None else None
     try:
-        check = check_station_status(status, information=information, rules=rules)
-    except ContractSchemaError as exc:
-        return quarantined(
-            RejectCode.SCHEMA,
-            [Rejection(code=RejectCode.SCHEMA, message=str(exc))],
-            published,
-            gbfs_version=version,
-            rows_in=len(status),
-        )
-    verdict: BatchVerdict = check.verdicts.get(published) or empty_verdict(published)
-    if not verdict.accepted:
-        return quarantined(
-            RejectCode(verdict.rejections[0].code),
-            verdict.rejections,
-            published,
-            gbfs_version=version,
-            rows_in=verdict.rows_in,
-        )
-
+        judged = _judge_status(doc, published, information=information, rules=rules, state=state)
+    except Exception as exc:  # any defect of one payload must not stop the ingest
+        log.exception("station_status batch %s failed unexpectedly", batch_id)
+        message = f"normalise/contract failed unexpectedly: {type(exc).__name__}: {exc}"
+        judged = [Rejection(code=RejectCode.INGEST_ERROR, message=message)], 0
+    if isinstance(judged, tuple):
+        rejections, rows_in = judged
+        return quarantined(RejectCode(rejections[0].code), rejections, published, gbfs_version=version, rows_in=rows_in)
+    read, check, verdict = judged.read, judged.check, judged.verdict
     rows = check.frame.assign(fetched_at=fetched_at, batch_id=batch_id)
-    path = sink.write_status(rows, published)
+    path = sink.write_status(rows, published)  # a lake that cannot be written is not the payload's fault
     committed_at = clock()
     if information is None:
         notes.append("no station_information known: unknown-station and capacity rules skipped")
@@ -350,10 +344,41 @@ def _process_status(
         rows_masked=verdict.rows_masked if path else 0,
         row_pass_rate=verdict.row_pass_rate,
         masked_by_reason=verdict.masked_by_reason,
+        converted_by_field=read.converted,
         reason="; ".join(notes) or None,
         path=path,
         ttl_s=ttl,
     )
+
+
+@dataclass(frozen=True)
+class _Judged:
+    read: Normalised
+    check: StatusCheck
+    verdict: BatchVerdict
+
+
+def _judge_status(
+    doc: dict,
+    published: pd.Timestamp,
+    *,
+    information: pd.DataFrame | None,
+    rules: ContractRules,
+    state: IngestState,
+) -> _Judged | tuple[list[Rejection], int]:
+    """Normalise and judge one document: the accepted snapshot, or (rejections, rows_in)."""
+    try:
+        read = read_station_status(doc, vehicle_types=state.vehicle_types)
+    except FeedFormatError as exc:
+        return [Rejection(code=RejectCode.FEED_FORMAT, message=str(exc))], 0
+    try:
+        check = check_station_status(read.frame, information=information, rules=rules, wrong_type=read.wrong_type)
+    except ContractSchemaError as exc:
+        return [Rejection(code=RejectCode.SCHEMA, message=str(exc))], len(read.frame)
+    verdict = check.verdicts.get(published) or empty_verdict(published)
+    if not verdict.accepted:
+        return verdict.rejections, verdict.rows_in
+    return _Judged(read=read, check=check, verdict=verdict)
 
 
 def refresh_dimensions(*, client: GbfsClient, sink: IngestSink, rules: ContractRules, state: IngestState) -> list[str]:
@@ -364,18 +389,36 @@ def refresh_dimensions(*, client: GbfsClient, sink: IngestSink, rules: ContractR
     """
     notes: list[str] = []
     listed = client.index.feeds if client.index is not None else {}
+    steps: list[tuple[str, Callable[[], None]]] = []
     if "vehicle_types" in listed:
-        fetched = _fetch_doc(client, "vehicle_types", notes, force=state.vehicle_types is None)
-        if fetched is not None:
-            try:
-                state.vehicle_types = normalise_vehicle_types(fetched[0])
-            except FeedFormatError as exc:
-                notes.append(f"vehicle_types: {exc}")
+        steps.append(("vehicle_types", lambda: _refresh_vehicle_types(client=client, state=state, notes=notes)))
     if "system_information" in listed:
-        _refresh_system(client=client, sink=sink, state=state, notes=notes)
+        steps.append(
+            ("system_information", lambda: _refresh_system(client=client, sink=sink, state=state, notes=notes))
+        )
     if "station_information" in listed:
-        _refresh_information(client=client, sink=sink, rules=rules, state=state, notes=notes)
+        steps.append(
+            (
+                "station_information",
+                lambda: _refresh_information(client=client, sink=sink, rules=rules, state=state, notes=notes),
+            )
+        )
+    for feed, step in steps:
+        try:
+            step()
+        except Exception as exc:  # a dimension feed must never stop the status batch
+            log.exception("refreshing %s failed unexpectedly", feed)
+            notes.append(f"{feed}: failed unexpectedly ({type(exc).__name__}: {exc}); using the version in force")
     return notes
+
+
+def _refresh_vehicle_types(*, client: GbfsClient, state: IngestState, notes: list[str]) -> None:
+    fetched = _fetch_doc(client, "vehicle_types", notes, force=state.vehicle_types is None)
+    if fetched is not None:
+        try:
+            state.vehicle_types = normalise_vehicle_types(fetched[0])
+        except FeedFormatError as exc:
+            notes.append(f"vehicle_types: {exc}")
 
 
 def _fetch_doc(
@@ -441,8 +484,8 @@ def _refresh_information(
             version = detect_version(doc)
             published = feed_last_updated(doc)
             language = client.index.language if client.index is not None else None
-            frame = normalise_station_information(doc, language=language)
-            check = check_station_information(frame, rules=rules)
+            read = read_station_information(doc, language=language)
+            check = check_station_information(read.frame, rules=rules, wrong_type=read.wrong_type)
         except (FeedFormatError, ContractSchemaError) as exc:
             code = RejectCode.SCHEMA if isinstance(exc, ContractSchemaError) else RejectCode.FEED_FORMAT
             rejections = [Rejection(code=code, message=str(exc))]

@@ -6,9 +6,11 @@ re-run never duplicates a snapshot and a crash never leaves half a partition.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,12 +175,16 @@ class IngestSink:
         published_at: pd.Timestamp | None,
         reason_code: str,
         reason: str,
+        by_fetch_day: bool = False,
     ) -> str:
         """Keep the original payload (gzip) and write its reason row; return the payload path.
 
-        Idempotent: a batch id already quarantined is left as it is.
+        The partition is the UTC day of ``published_at`` (of ``fetched_at`` when it is unknown, or
+        with ``by_fetch_day``: an implausible feed time names no useful day). Idempotent: a batch
+        id already quarantined is left as it is.
         """
-        dt = partition_value(published_at if published_at is not None else fetched_at, Grain.DAY)
+        day = fetched_at if published_at is None or by_fetch_day else published_at
+        dt = partition_value(day, Grain.DAY)
         payload_path = f"{self.lake.partition_dir(QUARANTINE, city=self.city, dt=dt)}/{batch_id}.json.gz"
         if self.lake.exists(QUARANTINE, city=self.city, dt=dt, name=batch_id):
             return payload_path
@@ -196,6 +202,23 @@ class IngestSink:
         }
         self.lake.write(QUARANTINE, pd.DataFrame([row]), city=self.city, dt=dt, name=batch_id)
         return payload_path
+
+    def remove_stale_tmp(self, *, older_than_s: float) -> int:
+        """Delete ``*.tmp`` files (half-written by a killed writer) at least ``older_than_s`` old.
+
+        Local lakes only: S3 objects are written in one PUT and leave no temporary file.
+        """
+        if self.lake.is_remote:
+            return 0
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for spec in (STATION_STATUS, STATION_INFORMATION, SYSTEM_INFORMATION, QUARANTINE, INGEST_LOG):
+            for path in self.lake.fs.glob(f"{self.lake.table_root(spec)}/city={self.city}/dt=*/*.tmp"):
+                with contextlib.suppress(FileNotFoundError):  # a live writer may have renamed it meanwhile
+                    if self.lake.fs.info(path)["mtime"] <= cutoff:
+                        self.lake.fs.rm_file(path)
+                        removed += 1
+        return removed
 
     def write_log(self, rows: list[dict[str, Any]], *, name: str) -> list[str]:
         """Append ingest_log rows (one file per day touched, named ``name``)."""

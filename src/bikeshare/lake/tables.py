@@ -122,6 +122,7 @@ INGEST_LOG = TableSpec(
             ("row_pass_rate", pa.float64()),
             ("masked_by_reason", pa.string()),  # JSON object: reason -> count
             ("path", pa.string()),
+            ("converted_by_field", pa.string()),  # JSON object: field -> values converted ("5" -> 5)
         ]
     ),
 )
