@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -169,3 +172,74 @@ def test_backfill_quarantines_broken_snapshots_and_masks_rows(
     again = backfill(recording=small_recording, lake=lake, settings=settings)
     assert (again.committed, again.duplicates, again.quarantined) == (0, 2, 1)
     assert lake.connect().sql("SELECT count(*) FROM quarantine").fetchall() == [(1,)]  # not twice
+
+
+def test_backfill_judges_snapshot_times_against_the_recorded_fetch_times(
+    settings: Settings, lake: Lake, tmp_path: Path
+) -> None:
+    """A 2023 recording backfilled years later is fine; a snapshot whose feed clock said 1970 is not."""
+    src = tmp_path / "src"
+    src.mkdir()
+    t0 = 1_677_700_000
+    lines = []
+    for last_updated, fetched in ((t0, t0 + 4), (86_400, t0 + 604), (t0 + 1200, t0 + 1204)):
+        body = {
+            "last_updated": last_updated,
+            "ttl": 60,
+            "data": {"stations": [_station(i, last_updated) for i in range(20)]},
+        }
+        lines.append(json.dumps({"fetched_at": fetched, "feed": "station_status", "body": body}))
+    with gzip.open(src / "station_status.jsonl.gz", "wt") as handle:
+        handle.write("\n".join(lines) + "\n")
+    information = {
+        "last_updated": t0 - 100,
+        "ttl": 60,
+        "data": {
+            "stations": [
+                {"station_id": f"s{i}", "name": f"S {i}", "capacity": 10, "lat": 37.7, "lon": -122.4} for i in range(20)
+            ]
+        },
+    }
+    _jsonl(src, "station_information", [information])
+    _jsonl(
+        src,
+        "system_information",
+        [
+            {
+                "last_updated": t0 - 1000,
+                "ttl": 60,
+                "data": {"system_id": "x", "name": "X", "timezone": "UTC", "language": "en"},
+            }
+        ],
+    )
+    recording = import_jsonl_recording(src, tmp_path / "rec")
+
+    report = backfill(recording=recording, lake=lake, settings=settings, workers=2)
+    assert (report.snapshots, report.committed, report.quarantined) == (3, 2, 1)
+    assert dict(report.quarantined_by_reason) == {"implausible_time": 1}
+    assert "against the recorded fetch times" in report.summary()
+    assert not any(dt.startswith("1970") for dt in lake.partitions(STATION_STATUS, city="sf"))
+    con = lake.connect()
+    [(code, published, dt, reason)] = con.sql("SELECT reason_code, published_at, dt, reason FROM quarantine").fetchall()
+    assert code == "implausible_time" and pd.Timestamp(published) == pd.Timestamp(86_400, unit="s", tz="UTC")
+    assert dt == "2023-03-01"  # the day it was fetched, not 1970
+    assert json.loads(reason)["rejections"][0]["field"] == "last_updated"
+    log = dict(con.sql("SELECT outcome, count(*) FROM ingest_log GROUP BY 1").fetchall())
+    assert log == {"committed": 2, "quarantined": 1}
+
+
+def test_backfill_removes_stale_tmp_files_and_keeps_a_fresh_one(
+    settings: Settings, lake: Lake, small_recording: Recording
+) -> None:
+    partition = f"{lake.table_root(STATION_STATUS)}/city=sf/dt=2023-03-01-19-46"
+    lake.fs.makedirs(partition, exist_ok=True)
+    stale = f"{partition}/station_status-20230301T194640Z.parquet.0123456789abcdef.tmp"
+    fresh = f"{partition}/station_status-20230301T194640Z.parquet.fedcba9876543210.tmp"
+    for path in (stale, fresh):
+        lake.fs.pipe(path, b"PAR1 half a file")
+    hour_ago = time.time() - 3600
+    os.utime(stale, (hour_ago, hour_ago))  # left by a run that died an hour ago
+    report = backfill(recording=small_recording, lake=lake, settings=settings)
+    assert report.stale_tmp_removed == 1
+    assert not lake.fs.exists(stale)
+    assert lake.fs.exists(fresh)  # might be a live writer's: a live write renames within milliseconds
