@@ -101,6 +101,19 @@ def _station(i: int, t: int, **overrides: int) -> dict:
     return station
 
 
+def _information(t0: int) -> dict:
+    """One station_information document of the 20 stations, valid from just before ``t0``."""
+    return {
+        "last_updated": t0 - 100,
+        "ttl": 60,
+        "data": {
+            "stations": [
+                {"station_id": f"s{i}", "name": f"S {i}", "capacity": 10, "lat": 37.7, "lon": -122.4} for i in range(20)
+            ]
+        },
+    }
+
+
 @pytest.fixture
 def small_recording(tmp_path: Path) -> Recording:
     """Three snapshots of 20 stations: clean, one negative count, one stale station."""
@@ -129,15 +142,7 @@ def small_recording(tmp_path: Path) -> Recording:
             },
         },
     ]
-    information = {
-        "last_updated": t0 - 100,
-        "ttl": 60,
-        "data": {
-            "stations": [
-                {"station_id": f"s{i}", "name": f"S {i}", "capacity": 10, "lat": 37.7, "lon": -122.4} for i in range(20)
-            ]
-        },
-    }
+    information = _information(t0)
     system = {
         "last_updated": t0 - 1000,
         "ttl": 60,
@@ -191,15 +196,7 @@ def test_backfill_judges_snapshot_times_against_the_recorded_fetch_times(
         lines.append(json.dumps({"fetched_at": fetched, "feed": "station_status", "body": body}))
     with gzip.open(src / "station_status.jsonl.gz", "wt") as handle:
         handle.write("\n".join(lines) + "\n")
-    information = {
-        "last_updated": t0 - 100,
-        "ttl": 60,
-        "data": {
-            "stations": [
-                {"station_id": f"s{i}", "name": f"S {i}", "capacity": 10, "lat": 37.7, "lon": -122.4} for i in range(20)
-            ]
-        },
-    }
+    information = _information(t0)
     _jsonl(src, "station_information", [information])
     _jsonl(
         src,

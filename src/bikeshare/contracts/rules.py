@@ -8,7 +8,9 @@ from enum import StrEnum
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
+from bikeshare.lake.tables import STATION_STATUS
 from bikeshare.settings import Settings
 
 EXAMPLES_KEPT = 5  # example station ids named in a rejection
@@ -51,7 +53,7 @@ class MaskReason(StrEnum):
 
 STATUS_REQUIRED: tuple[str, ...] = ("station_id", "bikes", "docks", "last_reported")
 INFORMATION_REQUIRED: tuple[str, ...] = ("station_id", "name", "capacity", "lat", "lon")
-COUNT_COLUMNS: tuple[str, ...] = ("bikes", "ebikes", "docks", "bikes_disabled", "docks_disabled")
+COUNT_COLUMNS: tuple[str, ...] = STATION_STATUS.feed_columns_of(pa.int32())  # a negative one rejects
 
 
 @dataclass(frozen=True)

@@ -1,57 +1,53 @@
-"""Pandera schemas of the normalised frames, and the canonical dtypes they are checked in."""
+"""Pandera schemas of the normalised frames, and the canonical dtypes they are checked in.
+
+Columns and types come from the lake's table specs (:meth:`TableSpec.normalised_schema`); only the
+checks are declared here.
+"""
 
 from __future__ import annotations
 
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow
 
 from bikeshare.contracts.rules import COUNT_COLUMNS, ContractRules
+from bikeshare.lake.tables import STATION_INFORMATION, STATION_STATUS
 
 UTC_DTYPE = pd.DatetimeTZDtype("us", "UTC")
 
-STATUS_DTYPES: dict[str, object] = {
-    "station_id": pd.StringDtype(),
-    "bikes": pd.Int32Dtype(),
-    "ebikes": pd.Int32Dtype(),
-    "docks": pd.Int32Dtype(),
-    "bikes_disabled": pd.Int32Dtype(),
-    "docks_disabled": pd.Int32Dtype(),
-    "is_installed": pd.BooleanDtype(),
-    "is_renting": pd.BooleanDtype(),
-    "is_returning": pd.BooleanDtype(),
-    "last_reported": UTC_DTYPE,
-    "last_updated": UTC_DTYPE,
-}
 
-INFORMATION_DTYPES: dict[str, object] = {
-    "station_id": pd.StringDtype(),
-    "name": pd.StringDtype(),
-    "short_name": pd.StringDtype(),
-    "capacity": pd.Int32Dtype(),
-    "lat": pd.Float64Dtype(),
-    "lon": pd.Float64Dtype(),
-    "region_id": pd.StringDtype(),
-    "last_updated": UTC_DTYPE,
-}
+def pandas_dtype(arrow_type: pyarrow.DataType) -> object:
+    """The pandas nullable dtype the contract works in for an Arrow column type of the lake."""
+    if pyarrow.types.is_timestamp(arrow_type):
+        return pd.DatetimeTZDtype(arrow_type.unit, arrow_type.tz)
+    dtypes: dict[pyarrow.DataType, object] = {
+        pyarrow.string(): pd.StringDtype(),
+        pyarrow.int32(): pd.Int32Dtype(),
+        pyarrow.bool_(): pd.BooleanDtype(),
+        pyarrow.float64(): pd.Float64Dtype(),
+    }
+    return dtypes[arrow_type]
+
+
+STATUS_DTYPES: dict[str, object] = {f.name: pandas_dtype(f.type) for f in STATION_STATUS.normalised_schema()}
+INFORMATION_DTYPES: dict[str, object] = {f.name: pandas_dtype(f.type) for f in STATION_INFORMATION.normalised_schema()}
 
 FUTURE_CHECK = "future_last_reported"
 
 
-def status_schema(rules: ContractRules) -> pa.DataFrameSchema:
-    """Types, non-negative counts, and last_reported no later than last_updated + skew.
+def _columns(dtypes: dict[str, object], checks: dict[str, pa.Check]) -> dict[str, pa.Column]:
+    """One column per dtype with its check (if any); only the document's ``last_updated`` is never null.
 
     Required fields may be null here: their missing share is judged per batch, not per row.
     """
+    return {name: pa.Column(dtype, checks.get(name), nullable=name != "last_updated") for name, dtype in dtypes.items()}
+
+
+def status_schema(rules: ContractRules) -> pa.DataFrameSchema:
+    """Types, non-negative counts, and last_reported no later than last_updated + skew."""
     skew = pd.Timedelta(seconds=rules.future_skew_s)
-    columns: dict[str, pa.Column] = {
-        "station_id": pa.Column(STATUS_DTYPES["station_id"], nullable=True),
-        **{c: pa.Column(STATUS_DTYPES[c], pa.Check.ge(0), nullable=True) for c in COUNT_COLUMNS},
-        **{c: pa.Column(STATUS_DTYPES[c], nullable=True) for c in ("is_installed", "is_renting", "is_returning")},
-        "last_reported": pa.Column(UTC_DTYPE, nullable=True),
-        "last_updated": pa.Column(UTC_DTYPE, nullable=False),
-    }
     return pa.DataFrameSchema(
-        columns,
+        _columns(STATUS_DTYPES, dict.fromkeys(COUNT_COLUMNS, pa.Check.ge(0))),
         checks=[
             pa.Check(
                 lambda df: ~(df["last_reported"] > df["last_updated"] + skew).fillna(False),
@@ -65,17 +61,9 @@ def status_schema(rules: ContractRules) -> pa.DataFrameSchema:
 
 def information_schema() -> pa.DataFrameSchema:
     """Types, coordinates on the globe, and a non-negative capacity."""
-    return pa.DataFrameSchema(
-        {
-            "station_id": pa.Column(INFORMATION_DTYPES["station_id"], nullable=True),
-            "name": pa.Column(INFORMATION_DTYPES["name"], nullable=True),
-            "short_name": pa.Column(INFORMATION_DTYPES["short_name"], nullable=True),
-            "capacity": pa.Column(INFORMATION_DTYPES["capacity"], pa.Check.ge(0), nullable=True),
-            "lat": pa.Column(INFORMATION_DTYPES["lat"], pa.Check.in_range(-90.0, 90.0), nullable=True),
-            "lon": pa.Column(INFORMATION_DTYPES["lon"], pa.Check.in_range(-180.0, 180.0), nullable=True),
-            "region_id": pa.Column(INFORMATION_DTYPES["region_id"], nullable=True),
-            "last_updated": pa.Column(UTC_DTYPE, nullable=False),
-        },
-        strict=False,
-        name="station_information",
-    )
+    checks = {
+        "capacity": pa.Check.ge(0),
+        "lat": pa.Check.in_range(-90.0, 90.0),
+        "lon": pa.Check.in_range(-180.0, 180.0),
+    }
+    return pa.DataFrameSchema(_columns(INFORMATION_DTYPES, checks), strict=False, name="station_information")

@@ -29,35 +29,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+
+from bikeshare.lake.tables import STATION_INFORMATION, STATION_STATUS, UTC_TS, TableSpec
 
 KNOWN_VERSIONS: tuple[str, ...] = ("1.0", "1.1", "2.0", "2.1", "2.2", "2.3", "3.0")
 
-STATUS_COLUMNS: tuple[str, ...] = (
-    "station_id",
-    "bikes",
-    "ebikes",
-    "docks",
-    "bikes_disabled",
-    "docks_disabled",
-    "is_installed",
-    "is_renting",
-    "is_returning",
-    "last_reported",
-    "last_updated",
-)
-STATUS_COUNT_COLUMNS: tuple[str, ...] = ("bikes", "ebikes", "docks", "bikes_disabled", "docks_disabled")
-STATUS_FLAG_COLUMNS: tuple[str, ...] = ("is_installed", "is_renting", "is_returning")
-
-INFORMATION_COLUMNS: tuple[str, ...] = (
-    "station_id",
-    "name",
-    "short_name",
-    "capacity",
-    "lat",
-    "lon",
-    "region_id",
-    "last_updated",
-)
+# The columns of the normalised frames: those of the lake's table specs (one declaration).
+STATUS_COLUMNS: tuple[str, ...] = tuple(STATION_STATUS.normalised_schema().names)
+STATUS_COUNT_COLUMNS: tuple[str, ...] = STATION_STATUS.feed_columns_of(pa.int32())
+STATUS_FLAG_COLUMNS: tuple[str, ...] = STATION_STATUS.feed_columns_of(pa.bool_())
+INFORMATION_COLUMNS: tuple[str, ...] = tuple(STATION_INFORMATION.normalised_schema().names)
 
 # propulsion_type values (GBFS vehicle_types) that count as e-bikes.
 ELECTRIC_PROPULSION: frozenset[str] = frozenset({"electric_assist", "electric"})
@@ -213,23 +195,15 @@ def read_station_status(doc: dict, *, vehicle_types: dict[str, str] | None = Non
     bikes_key = "num_vehicles_available" if v3 else "num_bikes_available"
     disabled_key = "num_vehicles_disabled" if v3 else "num_bikes_disabled"
     electric = {k for k, p in (vehicle_types or {}).items() if str(p) in ELECTRIC_PROPULSION}
-
-    tally = _Tally()
-    columns: dict[str, Any] = {
-        "station_id": tally.column("station_id", [s.get("station_id") for s in stations], _read_str),
-        "bikes": tally.column("bikes", [s.get(bikes_key) for s in stations], _read_int),
-        "ebikes": tally.column(
-            "ebikes", [_ebikes(s, electric, vehicle_types is not None) for s in stations], _read_int
-        ),
-        "docks": tally.column("docks", [s.get("num_docks_available") for s in stations], _read_int),
-        "bikes_disabled": tally.column("bikes_disabled", [s.get(disabled_key) for s in stations], _read_int),
-        "docks_disabled": tally.column("docks_disabled", [s.get("num_docks_disabled") for s in stations], _read_int),
+    keys = {  # column -> feed key (the flags and last_reported keep their GBFS names)
+        "bikes": bikes_key,
+        "docks": "num_docks_available",
+        "bikes_disabled": disabled_key,
+        "docks_disabled": "num_docks_disabled",
     }
-    for flag in STATUS_FLAG_COLUMNS:
-        columns[flag] = tally.column(flag, [s.get(flag) for s in stations], _read_bool)
-    columns["last_reported"] = tally.column("last_reported", [s.get("last_reported") for s in stations], _read_ts)
-    columns["last_updated"] = _repeat_ts(last_updated, len(stations))
-    return tally.result(pd.DataFrame(columns, columns=list(STATUS_COLUMNS)))
+    values = {c: [s.get(keys.get(c, c)) for s in stations] for c in STATION_STATUS.feed_columns if c != "ebikes"}
+    values["ebikes"] = [_ebikes(s, electric, vehicle_types is not None) for s in stations]
+    return _read_columns(STATION_STATUS, values, last_updated, len(stations))
 
 
 def _ebikes(station: Mapping[str, Any], electric: set[str], have_types: bool) -> Any:
@@ -298,22 +272,22 @@ def read_station_information(doc: dict, *, language: str | None = None) -> Norma
     detect_version(doc)
     last_updated = feed_last_updated(doc)
     stations = _stations(doc, "station_information")
-    tally = _Tally()
-
-    def text(key: str) -> Any:
-        return tally.column(key, [_localised_or_raw(s.get(key), language) for s in stations], _read_str)
-
-    columns: dict[str, Any] = {
-        "station_id": tally.column("station_id", [s.get("station_id") for s in stations], _read_str),
-        "name": text("name"),
-        "short_name": text("short_name"),
-        "capacity": tally.column("capacity", [s.get("capacity") for s in stations], _read_int),
-        "lat": tally.column("lat", [s.get("lat") for s in stations], _read_float),
-        "lon": tally.column("lon", [s.get("lon") for s in stations], _read_float),
-        "region_id": tally.column("region_id", [s.get("region_id") for s in stations], _read_str),
-        "last_updated": _repeat_ts(last_updated, len(stations)),
+    localised = {"name", "short_name"}
+    values = {
+        c: [_localised_or_raw(s.get(c), language) if c in localised else s.get(c) for s in stations]
+        for c in STATION_INFORMATION.feed_columns
     }
-    return tally.result(pd.DataFrame(columns, columns=list(INFORMATION_COLUMNS)))
+    return _read_columns(STATION_INFORMATION, values, last_updated, len(stations))
+
+
+def _read_columns(
+    spec: TableSpec, values: Mapping[str, Sequence[Any]], last_updated: pd.Timestamp, n: int
+) -> Normalised:
+    """Read each feed column of ``spec`` by its type, then add the document's ``last_updated``."""
+    tally = _Tally()
+    columns = {f.name: tally.column(f.name, values[f.name], _READERS[f.type]) for f in spec.select(spec.feed_columns)}
+    columns["last_updated"] = _repeat_ts(last_updated, n)
+    return tally.result(pd.DataFrame(columns, columns=list(spec.normalised_schema().names)))
 
 
 def _localised_or_raw(value: Any, language: str | None) -> Any:
@@ -523,6 +497,15 @@ def _read_ts(values: Sequence[Any]) -> _Column:
         return array, {}, 0
     out, wrong, converted = _read_with(values, _coerce_ts)
     return pd.array([pd.NaT if p is None else p for p in out], dtype=TS_DTYPE), wrong, converted
+
+
+_READERS: dict[pa.DataType, Callable[[Sequence[Any]], _Column]] = {
+    pa.string(): _read_str,
+    pa.int32(): _read_int,
+    pa.bool_(): _read_bool,
+    pa.float64(): _read_float,
+    UTC_TS: _read_ts,
+}
 
 
 def _repeat_ts(ts: pd.Timestamp, n: int) -> pd.arrays.DatetimeArray:

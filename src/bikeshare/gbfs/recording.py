@@ -39,6 +39,7 @@ from bikeshare.gbfs.normalise import (
     normalise_station_status,
     normalise_system_information,
 )
+from bikeshare.lake.tables import STATION_INFORMATION, STATION_STATUS
 
 FORMAT = "bikeshare-recording"
 FORMAT_VERSION = 1
@@ -47,36 +48,9 @@ STATUS_FILE = "station_status.parquet"
 INFORMATION_FILE = "station_information.parquet"
 SHIPPED_SLICE = "baywheels-2023-03-02_09"
 
-_TS = pa.timestamp("us", tz="UTC")
-STATUS_SCHEMA = pa.schema(
-    [
-        ("station_id", pa.string()),
-        ("bikes", pa.int32()),
-        ("ebikes", pa.int32()),
-        ("docks", pa.int32()),
-        ("bikes_disabled", pa.int32()),
-        ("docks_disabled", pa.int32()),
-        ("is_installed", pa.bool_()),
-        ("is_renting", pa.bool_()),
-        ("is_returning", pa.bool_()),
-        ("last_reported", _TS),
-        ("last_updated", _TS),
-        ("fetched_at", _TS),
-    ]
-)
-INFORMATION_SCHEMA = pa.schema(
-    [
-        ("station_id", pa.string()),
-        ("name", pa.string()),
-        ("short_name", pa.string()),
-        ("capacity", pa.int32()),
-        ("lat", pa.float64()),
-        ("lon", pa.float64()),
-        ("region_id", pa.string()),
-        ("last_updated", _TS),
-        ("fetched_at", _TS),
-    ]
-)
+# The recorded rows: the normalised frames of the lake's table specs plus when they were fetched.
+STATUS_SCHEMA = STATION_STATUS.normalised_schema("fetched_at")
+INFORMATION_SCHEMA = STATION_INFORMATION.normalised_schema("fetched_at")
 _PANDAS_TYPES = {pa.int32(): pd.Int32Dtype(), pa.bool_(): pd.BooleanDtype()}
 
 
@@ -406,7 +380,7 @@ def _import_status(path: Path, lo: pd.Timestamp | None, hi: pd.Timestamp | None)
 
 def _import_information(path: Path, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
     """Versions in force from ``first`` to ``last``; consecutive identical contents collapse to one."""
-    content_cols = [c for c in INFORMATION_COLUMNS if c != "last_updated"]
+    content_cols = list(STATION_INFORMATION.feed_columns)
     versions: list[pd.DataFrame] = []
     previous: pd.DataFrame | None = None
     for number, fetched_at, body in _jsonl_documents(path):

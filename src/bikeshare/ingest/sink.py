@@ -27,7 +27,8 @@ from bikeshare.lake.tables import (
     Grain,
 )
 
-INFORMATION_HASHED: tuple[str, ...] = ("station_id", "name", "short_name", "capacity", "lat", "lon", "region_id")
+# A station_information version's content: its feed columns (not its last_updated).
+INFORMATION_HASHED: tuple[str, ...] = STATION_INFORMATION.feed_columns
 SYSTEM_HASHED: tuple[str, ...] = ("system_id", "name", "timezone", "language")
 
 

@@ -6,12 +6,15 @@ This is the one place that knows the layout. Stages name a :class:`TableSpec` an
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
 import pyarrow as pa
 
 UTC_TS = pa.timestamp("us", tz="UTC")
+# The time of a feed document: the last column of every normalised frame.
+FEED_LAST_UPDATED = pa.field("last_updated", UTC_TS)
 
 
 class Grain(StrEnum):
@@ -30,55 +33,89 @@ class TableSpec:
     grain: Grain
     schema: pa.Schema
     description: str = ""
+    feed_columns: tuple[str, ...] = ()
+    """Raw feed tables: the per-station columns read from the GBFS feed, in order. Normalisation,
+    the contract's Pandera schema, the recording format and the monitor's field lists derive
+    their columns from them (:meth:`normalised_schema`)."""
+
+    def select(self, names: Iterable[str]) -> pa.Schema:
+        """The fields named ``names``, in that order."""
+        return pa.schema([self.schema.field(name) for name in names])
+
+    def feed_columns_of(self, arrow_type: pa.DataType) -> tuple[str, ...]:
+        """The feed columns of one type (e.g. ``pa.int32()``: the counts of station_status)."""
+        return tuple(f.name for f in self.select(self.feed_columns) if f.type == arrow_type)
+
+    def normalised_schema(self, *extra: str) -> pa.Schema:
+        """A normalised feed document: the feed columns, its ``last_updated``, then ``extra`` columns of the table."""
+        return pa.schema([*self.select(self.feed_columns), FEED_LAST_UPDATED, *self.select(extra)])
 
 
-STATION_STATUS = TableSpec(
+def _feed_table(
+    *,
+    name: str,
+    prefix: str,
+    description: str,
+    feed: list[tuple[str, pa.DataType]],
+    after: list[tuple[str, pa.DataType]],
+) -> TableSpec:
+    """A raw feed table (minute grain): the ``feed`` columns (:attr:`TableSpec.feed_columns`), then ``after``."""
+    return TableSpec(
+        name=name,
+        prefix=prefix,
+        grain=Grain.MINUTE,
+        schema=pa.schema([*feed, *after]),
+        description=description,
+        feed_columns=tuple(column for column, _ in feed),
+    )
+
+
+STATION_STATUS = _feed_table(
     name="station_status",
     prefix="raw/station_status",
-    grain=Grain.MINUTE,
     description="One row per station per feed snapshot, normalised from any GBFS version.",
-    schema=pa.schema(
-        [
-            ("station_id", pa.string()),
-            ("bikes", pa.int32()),
-            ("ebikes", pa.int32()),
-            ("docks", pa.int32()),
-            ("bikes_disabled", pa.int32()),
-            ("docks_disabled", pa.int32()),
-            ("is_installed", pa.bool_()),
-            ("is_renting", pa.bool_()),
-            ("is_returning", pa.bool_()),
-            ("last_reported", UTC_TS),
-            ("last_updated", UTC_TS),
-            ("fetched_at", UTC_TS),
-            ("batch_id", pa.string()),
-            # Row-level contract outcome: masked rows stay in the lake but are not scored.
-            ("masked", pa.bool_()),
-            ("mask_reasons", pa.string()),
-        ]
-    ),
+    feed=[
+        ("station_id", pa.string()),
+        ("bikes", pa.int32()),
+        ("ebikes", pa.int32()),
+        ("docks", pa.int32()),
+        ("bikes_disabled", pa.int32()),
+        ("docks_disabled", pa.int32()),
+        ("is_installed", pa.bool_()),
+        ("is_renting", pa.bool_()),
+        ("is_returning", pa.bool_()),
+        ("last_reported", UTC_TS),
+    ],
+    after=[
+        (FEED_LAST_UPDATED.name, FEED_LAST_UPDATED.type),
+        ("fetched_at", UTC_TS),
+        ("batch_id", pa.string()),
+        # Row-level contract outcome: masked rows stay in the lake but are not scored.
+        ("masked", pa.bool_()),
+        ("mask_reasons", pa.string()),
+    ],
 )
 
-STATION_INFORMATION = TableSpec(
+STATION_INFORMATION = _feed_table(
     name="station_information_versions",
     prefix="raw/station_information",
-    grain=Grain.MINUTE,
     description="Slowly changing dimension: one partition per distinct content, dt = valid_from.",
-    schema=pa.schema(
-        [
-            ("station_id", pa.string()),
-            ("name", pa.string()),
-            ("short_name", pa.string()),
-            ("capacity", pa.int32()),
-            ("lat", pa.float64()),
-            ("lon", pa.float64()),
-            ("region_id", pa.string()),
-            ("valid_from", UTC_TS),
-            ("fetched_at", UTC_TS),
-            ("batch_id", pa.string()),
-            ("content_hash", pa.string()),
-        ]
-    ),
+    feed=[
+        ("station_id", pa.string()),
+        ("name", pa.string()),
+        ("short_name", pa.string()),
+        ("capacity", pa.int32()),
+        ("lat", pa.float64()),
+        ("lon", pa.float64()),
+        ("region_id", pa.string()),
+    ],
+    # valid_from is the document's last_updated; a version's content is its feed columns.
+    after=[
+        ("valid_from", UTC_TS),
+        ("fetched_at", UTC_TS),
+        ("batch_id", pa.string()),
+        ("content_hash", pa.string()),
+    ],
 )
 
 SYSTEM_INFORMATION = TableSpec(

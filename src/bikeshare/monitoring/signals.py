@@ -28,6 +28,7 @@ from bikeshare.lake.tables import (
     INGEST_LOG,
     JOB_RUNS,
     QUALITY,
+    STATION_STATUS,
     Grain,
     TableSpec,
 )
@@ -41,18 +42,8 @@ from bikeshare.settings import Settings
 # ingest_log rows written by `bikeshare backfill` carry this source prefix: not the live feed.
 BACKFILL_SOURCE_PREFIX = "recording:"
 STATUS_FEED = "station_status"
-# Fields of station_status whose missing rate is reported (the counts and flags the contract reads).
-STATUS_FIELDS: tuple[str, ...] = (
-    "bikes",
-    "ebikes",
-    "docks",
-    "bikes_disabled",
-    "docks_disabled",
-    "is_installed",
-    "is_renting",
-    "is_returning",
-    "last_reported",
-)
+# Fields of station_status whose missing rate is reported: every feed column but the station's id.
+STATUS_FIELDS: tuple[str, ...] = tuple(c for c in STATION_STATUS.feed_columns if c != "station_id")
 # How far back the dead-feed signal looks for the newest live commit.
 LAST_COMMIT_LOOKBACK_DAYS = 7
 TARGETS: tuple[str, ...] = ("bikes", "docks")
