@@ -172,10 +172,10 @@ class Settings(BaseSettings):
     # --- training, gate ----------------------------------------------------------------------
     fbeta: float = Field(1.0, gt=0, description="Beta of the F-score the decision threshold maximises on validation.")
     test_fraction: float = Field(
-        0.25, gt=0, lt=1, description="Share of the data's time span, at its end, that `train` tests on."
+        0.25, gt=0, lt=1, description="Share of the slots that hold rows, at the end, that `train` tests on."
     )
     validation_fraction: float = Field(
-        0.2, gt=0, lt=1, description="Share of the time before the test part that validates (calibration, threshold)."
+        0.2, gt=0, lt=1, description="Share of the slots before the test part that validates (calibration, threshold)."
     )
     class_weight: str = Field(
         "sqrt",

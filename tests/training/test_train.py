@@ -150,3 +150,14 @@ def test_cli_without_features_says_what_to_do(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["train", "--target", "bikes", "--no-log"], env=env)
     assert result.exit_code != 0
     assert "features build" in result.output
+
+
+def test_training_on_rows_with_a_month_long_gap(slice_day_features: pd.DataFrame, fast_settings: Settings) -> None:
+    # The earlier part of the day moved a month back: an outage gap before the test start.
+    slots = slice_day_features["slot"]
+    cut = slots.sort_values().unique()[int(slots.nunique() * 0.5)]
+    gapped = slice_day_features.assign(slot=slots.where(slots >= cut, slots - pd.Timedelta(days=30)))
+    result = train_model(gapped, target="bikes", settings=fast_settings)
+    _, validation, test = split_frame(gapped[gapped["y_bikes"].notna()], result.split)
+    assert validation["slot"].min() >= cut and len(validation) > 0
+    assert result.report.slices["all"].model.rows == len(test) > 0

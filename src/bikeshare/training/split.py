@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -35,25 +36,25 @@ def plan_split(
     test_start: pd.Timestamp | None = None,
     validation_start: pd.Timestamp | None = None,
 ) -> TimeSplit:
-    """Split the span of ``slots`` in time: train, then validation, then test.
+    """Split the slots that hold rows in time: train, then validation, then test.
 
-    By default the test part is the last ``test_fraction`` of the span and validation the last
-    ``validation_fraction`` of what precedes it. A row whose label (slot + horizon) would fall in
-    the next part is left out: each gap is the horizon plus one slot.
+    By default the test part is the last ``test_fraction`` of the distinct slots and validation the
+    last ``validation_fraction`` of the distinct slots before it, so a gap in the data (an outage, a
+    missing month) shrinks no part to nothing: the fractions count slots with rows, not time. A row
+    whose label (slot + horizon) would fall in the next part is left out: each gap is the horizon
+    plus one slot.
     """
     if slots.empty:
         raise ValueError("cannot split zero feature rows")
-    first, last = pd.Timestamp(slots.min()), pd.Timestamp(slots.max())
-    span = last - first
+    held = pd.DatetimeIndex(slots.drop_duplicates()).sort_values()
+    first, last = held[0], held[-1]
     grid = pd.Timedelta(minutes=settings.grid_minutes)
     gap = pd.Timedelta(minutes=settings.horizon_min) + grid
     if test_start is None:
-        test_start = (last - span * settings.test_fraction).ceil(f"{settings.grid_minutes}min")
+        test_start = _last_fraction_start(held, settings.test_fraction)
     if validation_start is None:
-        before = test_start - gap - first
-        validation_start = (test_start - gap - before * settings.validation_fraction).ceil(
-            f"{settings.grid_minutes}min"
-        )
+        before = held[held <= test_start - gap]
+        validation_start = _last_fraction_start(before, settings.validation_fraction) if len(before) else test_start
     train = (first, validation_start - gap)
     validation = (validation_start, test_start - gap)
     test = (test_start, last)
@@ -61,6 +62,12 @@ def plan_split(
         if hi < lo:
             raise ValueError(f"the {name} part is empty ({lo} .. {hi}): {first} .. {last} is too short for this split")
     return TimeSplit(train=train, validation=validation, test=test, gap=gap)
+
+
+def _last_fraction_start(held: pd.DatetimeIndex, fraction: float) -> pd.Timestamp:
+    """The first of the last ``fraction`` of the (sorted, distinct) slots ``held``: at least one slot."""
+    count = max(1, math.ceil(len(held) * fraction))
+    return pd.Timestamp(held[len(held) - count])
 
 
 def split_frame(frame: pd.DataFrame, split: TimeSplit) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
