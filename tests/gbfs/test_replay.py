@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
 import httpx
@@ -209,3 +211,98 @@ def test_replay_serve_command_serves_until_interrupted(free_port: int, tmp_path:
             proc.kill()
     assert proc.returncode == 0, out
     assert "stopped" in out
+
+
+def _pybikes_ebikes(station: dict, electric: set[str]) -> int:
+    """E-bikes as pybikes counts them: Lyft's extension plus the electric vehicle types."""
+    listed = sum(t["count"] for t in station.get("vehicle_types_available") or [] if t["vehicle_type_id"] in electric)
+    return int(station.get("num_ebikes_available", 0)) + listed
+
+
+@pytest.mark.parametrize("version", ["1.1", "2.3", "3.0"])
+def test_a_third_party_client_counts_each_ebike_once(version: str, replay: Callable[..., ReplayServer]) -> None:
+    server = replay(version)
+    times = server.recording.snapshot_times()
+    server.clock.set(times[60])
+    recorded = server.recording.status_at(times[60]).set_index("station_id")["ebikes"]
+    with httpx.Client(base_url=server.url, timeout=5) as http:
+        stations = http.get("/station_status.json").json()["data"]["stations"]
+        electric: set[str] = set()
+        if version != "1.1":
+            types = http.get("/vehicle_types.json").json()["data"]["vehicle_types"]
+            electric = {t["vehicle_type_id"] for t in types if t["propulsion_type"] == "electric_assist"}
+    # The Lyft extension is v1.x style only; 2.x and 3.0 consumers see the standard fields alone.
+    assert any("num_ebikes_available" in s for s in stations) == (version == "1.1")
+    counted = {s["station_id"]: _pybikes_ebikes(s, electric) for s in stations if pd.notna(recorded[s["station_id"]])}
+    assert sum(recorded.dropna()) > 100  # the slice has e-bikes to count
+    assert counted == {k: int(v) for k, v in recorded.dropna().items()}
+
+
+def test_if_none_match_compares_weakly_and_takes_lists_and_star(replay: Callable[..., ReplayServer]) -> None:
+    server = replay("2.3")
+    with httpx.Client(base_url=server.url, timeout=5) as http:
+        etag = http.get("/station_status.json").headers["etag"]
+        for value in (f"W/{etag}", f'"other", W/{etag}', f'W/"other",{etag}', "*"):
+            assert http.get("/station_status.json", headers={"If-None-Match": value}).status_code == 304, value
+        for value in ('W/"other"', '"other", W/"another"'):
+            assert http.get("/station_status.json", headers={"If-None-Match": value}).status_code == 200, value
+
+
+def test_the_etag_changes_whenever_the_served_bytes_do(shipped: Recording) -> None:
+    real = [1000.0]
+    times = shipped.snapshot_times()
+    server = ReplayServer(shipped, gbfs_version="2.3", speed=60.0, start=times[0], real_clock=lambda: real[0])
+    with server, httpx.Client(base_url=server.url, timeout=5) as http:
+        first = http.get("/system_information.json")
+        real[0] += 3.0  # three real seconds later the ttl is three seconds shorter
+        second = http.get("/system_information.json")
+        assert first.json()["ttl"] != second.json()["ttl"]
+        assert first.content != second.content
+        assert first.headers["etag"] != second.headers["etag"]
+        stale = http.get("/system_information.json", headers={"If-None-Match": first.headers["etag"]})
+        assert stale.status_code == 200 and stale.content == second.content
+        fresh = http.get("/system_information.json", headers={"If-None-Match": second.headers["etag"]})
+        assert fresh.status_code == 304
+
+
+def test_conditional_times_follow_the_virtual_clock(replay: Callable[..., ReplayServer]) -> None:
+    server = replay("2.3")
+    times = server.recording.snapshot_times()
+    with httpx.Client(base_url=server.url, timeout=5) as http:
+        http.post("/_replay/clock", json={"set": times[40].isoformat()})
+        at_40 = http.get("/station_status.json")
+        # Date and Last-Modified speak the same (virtual) clock.
+        assert parsedate_to_datetime(at_40.headers["date"]) == times[40].floor("s").to_pydatetime()
+        assert at_40.headers["last-modified"] == at_40.headers["date"]
+        # A real client's If-Modified-Since (a file's mtime: real time, after virtual now) is no validator here.
+        mtime = format_datetime(datetime.now(UTC), usegmt=True)
+        assert http.get("/station_status.json", headers={"If-Modified-Since": mtime}).status_code == 200
+        # After the clock is rewound, a validator from the later snapshot does not hide the earlier one.
+        http.post("/_replay/clock", json={"set": times[10].isoformat()})
+        since = {"If-Modified-Since": at_40.headers["last-modified"]}
+        rewound = http.get("/station_status.json", headers=since)
+        assert rewound.status_code == 200 and feed_last_updated(rewound.json()) == times[10]
+        # ... while the same snapshot's own validator still gets its 304.
+        same = {"If-Modified-Since": rewound.headers["last-modified"]}
+        assert http.get("/station_status.json", headers=same).status_code == 304
+
+
+def test_other_methods_get_405_with_allow_and_never_html(replay: Callable[..., ReplayServer]) -> None:
+    server = replay("2.3")
+    with httpx.Client(base_url=server.url, timeout=5) as http:
+        for method in ("POST", "PUT", "PATCH", "DELETE"):
+            answer = http.request(method, "/station_status.json", content=b'{"x": 1}')
+            assert answer.status_code == 405, method
+            assert answer.headers["allow"] == "GET, HEAD, OPTIONS"
+            assert answer.headers["content-type"] == "application/json"
+            assert "not allowed" in answer.json()["error"]
+        options = http.options("/station_status.json")
+        assert options.status_code == 200 and options.headers["allow"] == "GET, HEAD, OPTIONS"
+        assert options.json() == {"allow": ["GET", "HEAD", "OPTIONS"]}
+        assert http.put("/_replay/clock", json={}).headers["allow"] == "GET, HEAD, POST, OPTIONS"
+        assert http.options("/_replay/faults").headers["allow"] == "GET, HEAD, POST, DELETE, OPTIONS"
+        assert http.put("/nowhere.json").status_code == 404
+        odd = http.request("PROPFIND", "/station_status.json")
+        assert odd.status_code == 501 and odd.headers["content-type"] == "application/json"
+        assert "PROPFIND" in odd.json()["error"]
+        assert http.get("/station_status.json").status_code == 200  # the connection is still in step

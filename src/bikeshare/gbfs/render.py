@@ -7,7 +7,9 @@ the least it must, consistently:
 
 - v2.3 and v3.0 get a ``vehicle_types`` feed with one mechanical (``bike``, human) and one electric
   (``ebike``, electric_assist) type; each station lists ``vehicle_types_available`` for them.
-  v2.3 stations also carry ``num_ebikes_available``, as Lyft's v2.3 feeds do; v3.0 ones do not.
+  Lyft's ``num_ebikes_available`` extension is written in v1.1 only, where the recorded feeds had
+  it: a 2.3 or 3.0 consumer sees standard fields alone, so one that adds the extension to the
+  electric vehicle types (pybikes does) counts each e-bike once.
 - v3.0 ``system_information`` needs ``opening_hours`` and ``feed_contact_email``: "24/7" and a
   placeholder address under ``.invalid``.
 - POSIX times below the schemas' minimum (Lyft sends ``last_reported`` 86400 for stations that never
@@ -84,9 +86,9 @@ def render_station_status(rows: pd.DataFrame, *, version: str, last_updated: pd.
         bikes, ebikes = _int_or_none(row.bikes), _int_or_none(row.ebikes)
         if bikes is not None:
             station[bikes_key] = bikes
-        if ebikes is not None and not v3:
+        if ebikes is not None and version == "1.1":
             station["num_ebikes_available"] = ebikes
-        if version != "1.1" and ebikes is not None:
+        if ebikes is not None and version != "1.1":
             # Both counts are listed even when the mechanical count is unknown or inconsistent;
             # only the electric count is read back (via the vehicle_types feed).
             station["vehicle_types_available"] = [

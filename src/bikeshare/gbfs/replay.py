@@ -3,7 +3,8 @@
 Routes (all JSON):
 
 - ``/gbfs.json`` and ``/<feed>.json``: the chosen GBFS version's documents for the snapshot in force
-  at virtual now (``ETag``/``Last-Modified``; conditional requests get 304).
+  at virtual now (``ETag``/``Last-Modified``; conditional requests get 304). ``GET``, ``HEAD`` and
+  ``OPTIONS`` only: another method gets 405 with ``Allow``.
 - ``GET /_replay/clock``: virtual now, speed, paused, recording bounds, whether the end is reached.
 - ``POST /_replay/clock``: ``{"set": iso}``, ``{"advance_s": n}``, ``{"pause": bool}``, ``{"speed": x}``
   (keys may be combined; applied in that order).
@@ -17,6 +18,17 @@ answering, default 15 s, at most 120 s), ``malformed_json`` (a truncated body),
 ``out_of_range_station`` (one station with negative bikes and docks far over capacity),
 ``missing_bikes`` (``fraction`` of stations without the bikes count, default 0.1).
 ``count`` counts affected responses; ``for_s`` is real seconds; with neither, a fault lasts until cleared.
+
+HTTP validators and dates (docs/data_contract.md, "The replay server as a GBFS feed"):
+
+- ``ETag`` is a strong tag, the hash of the bytes served: it changes whenever they do (the ``ttl``
+  counts down with the clock). ``If-None-Match`` compares weakly (RFC 9110 13.1.2): ``W/"x"`` and
+  ``"x"`` match, a list matches if any member does, ``*`` matches any feed.
+- Every time the server writes is virtual: ``Date`` is virtual now and ``Last-Modified`` the
+  document's virtual ``last_updated`` (never after ``Date``). ``If-Modified-Since`` is read on that
+  clock: a date after virtual now (a real client's wall-clock time, or a validator from before the
+  clock was rewound) cannot have come from this server and is ignored, so the full document is sent.
+- Every answer is JSON (or empty): errors, 404, 405 and 501 included, never the stdlib's HTML page.
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -61,6 +74,13 @@ FAULT_KINDS: tuple[str, ...] = (
 )
 MAX_TIMEOUT_S = 120.0
 MAX_TTL_S = 60
+FEED_METHODS: tuple[str, ...] = ("GET", "HEAD", "OPTIONS")
+CONTROL_METHODS: dict[str, tuple[str, ...]] = {
+    "/_replay/clock": ("GET", "HEAD", "POST", "OPTIONS"),
+    "/_replay/faults": ("GET", "HEAD", "POST", "DELETE", "OPTIONS"),
+}
+MAX_DISCARDED_BODY = 1 << 16  # bytes of a refused request's body read off the connection
+_ENTITY_TAG = re.compile(r'\s*(?:(W/)?("[^"]*")|(\*))\s*(?:,|$)')
 
 
 class ReplayClock:
@@ -215,7 +235,7 @@ class ReplayServer:
         self.clock = ReplayClock(start_ts, speed=speed, paused=paused, real_clock=real_clock)
         self._faults: list[Fault] = []
         self._faults_lock = threading.Lock()
-        self._cache: dict[tuple[str, int], tuple[dict[str, Any], str, pd.Timestamp]] = {}
+        self._cache: dict[tuple[str, int], tuple[dict[str, Any], pd.Timestamp]] = {}
         self._cache_lock = threading.Lock()
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
@@ -414,23 +434,22 @@ class ReplayServer:
         """The fault-free document of ``feed`` at virtual ``now`` (default: the clock's now)."""
         now = self.clock.now() if now is None else _utc(now)
         index = self.snapshot_index(now)
-        doc, _, _ = self._content(feed, index)
+        doc, _ = self._content(feed, index)
         return {**doc, "ttl": self._ttl(now, index)}
 
-    def _content(self, feed: str, index: int) -> tuple[dict[str, Any], str, pd.Timestamp]:
-        """(document with ttl 0, ETag, last_updated) of ``feed`` for snapshot ``index``, cached."""
+    def _content(self, feed: str, index: int) -> tuple[dict[str, Any], pd.Timestamp]:
+        """(document with ttl 0, last_updated) of ``feed`` for snapshot ``index``, cached."""
         key = (feed, index)
         with self._cache_lock:
             hit = self._cache.get(key)
         if hit is not None:
             return hit
         doc, updated = self._render(feed, index)
-        etag = '"' + hashlib.sha256(orjson.dumps(doc)).hexdigest()[:24] + '"'
         with self._cache_lock:
             if len(self._cache) > 64:
                 self._cache.clear()
-            self._cache[key] = (doc, etag, updated)
-        return doc, etag, updated
+            self._cache[key] = (doc, updated)
+        return doc, updated
 
     def _render(self, feed: str, index: int) -> tuple[dict[str, Any], pd.Timestamp]:
         if feed not in feeds_of(self.gbfs_version):
@@ -477,7 +496,7 @@ class ReplayServer:
                 status = int(fault.options["status"])
                 body = orjson.dumps({"error": f"injected fault http_5xx ({status})"})
                 return _Response(status, body, {"Content-Type": "application/json"}, delay)
-        doc, etag, updated = self._content(feed, index)
+        doc, updated = self._content(feed, index)
         doc = {**doc, "ttl": ttl}
         doc_faults = [f for f in faults if f.kind not in ("timeout", "http_5xx")]
         if doc_faults:
@@ -488,34 +507,53 @@ class ReplayServer:
             if any(f.kind == "malformed_json" for f in doc_faults):
                 body = body[: max(1, len(body) // 2)]
             return _Response(200, body, {"Content-Type": "application/json", "Cache-Control": "no-store"}, delay)
+        body = orjson.dumps(doc)
+        etag = '"' + hashlib.sha256(body).hexdigest()[:24] + '"'  # of the bytes served, ttl included
+        modified = min(updated, now)  # Last-Modified is never after Date (virtual now)
         headers = {
             "Content-Type": "application/json",
             "ETag": etag,
-            "Last-Modified": _http_date(updated),
+            "Last-Modified": _http_date(modified),
             "Cache-Control": f"max-age={ttl}",
         }
-        if _not_modified(request_headers, etag, updated):
+        if _not_modified(request_headers, etag, modified, now=now):
             return _Response(304, b"", headers, delay)
-        return _Response(200, orjson.dumps(doc), headers, delay)
+        return _Response(200, body, headers, delay)
 
     def wait_stopping(self, seconds: float) -> bool:
         """Sleep up to ``seconds``; True when the server is stopping (ends fault delays early)."""
         return self._stopping.wait(seconds)
 
 
-def _not_modified(headers: dict[str, str], etag: str, snapshot: pd.Timestamp) -> bool:
+def _not_modified(headers: dict[str, str], etag: str, modified: pd.Timestamp, *, now: pd.Timestamp) -> bool:
+    """RFC 9110 13.2.2: If-None-Match (weak comparison) wins; else If-Modified-Since on the virtual clock."""
     inm = headers.get("if-none-match")
     if inm is not None:
-        tags = {t.strip() for t in inm.split(",")}
-        return etag in tags or "*" in tags
+        return _etag_matches(inm, etag)
     ims = headers.get("if-modified-since")
     if ims:
         try:
             since = pd.Timestamp(parsedate_to_datetime(ims))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, IndexError):
             return False
         since = since.tz_localize("UTC") if since.tzinfo is None else since.tz_convert("UTC")
-        return snapshot.floor("s") <= since
+        if since > now.ceil("s"):  # after the server's (virtual) now: not a date this server gave
+            return False
+        return modified.floor("s") <= since
+    return False
+
+
+def _etag_matches(field_value: str, etag: str) -> bool:
+    """Weak comparison of ``etag`` with each member of an If-None-Match value (``*`` matches any)."""
+    opaque = etag.removeprefix("W/")
+    position = 0
+    while position < len(field_value):
+        found = _ENTITY_TAG.match(field_value, position)
+        if found is None or found.end() == position:
+            return False  # not a list of entity tags: no match, the full document is sent
+        if found.group(3) or found.group(2) == opaque:
+            return True
+        position = found.end()
     return False
 
 
@@ -553,6 +591,73 @@ def _handler_for(server: ReplayServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("%s " + format, self.address_string(), *args)
 
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            """The ``Date`` header: virtual now, the clock Last-Modified and If-Modified-Since use."""
+            return _http_date(server.clock.now())
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """Errors the stdlib raises itself (bad request line, unknown method) as JSON, not HTML."""
+            short = self.responses.get(code, ("error", ""))[0]
+            self.log_error("code %d, message %s", code, message)
+            self.send_response(code, message)
+            self.send_header("Connection", "close")
+            body = b"" if code < 200 or code in (204, 205, 304) else orjson.dumps({"error": message or short})
+            if body:
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if body and getattr(self, "command", None) != "HEAD":
+                self.wfile.write(body)
+
+        def _allowed(self, path: str) -> tuple[str, ...] | None:
+            """Methods of ``path``; None when nothing is there."""
+            if path in CONTROL_METHODS:
+                return CONTROL_METHODS[path]
+            if path == "*":  # the asterisk form is for OPTIONS only (RFC 9110 7.1)
+                return ("OPTIONS",)
+            name = path.strip("/")
+            feed = name[: -len(".json")] if name.endswith(".json") else name
+            return FEED_METHODS if feed in feeds_of(server.gbfs_version) else None
+
+        def _discard_body(self) -> None:
+            """Read a refused request's body off the connection (or close it), so the next request parses."""
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if self.headers.get("Transfer-Encoding") or not 0 <= length <= MAX_DISCARDED_BODY:
+                self.close_connection = True
+            elif length:
+                self.rfile.read(length)
+
+        def _routed(self) -> bool:
+            """True when ``self.command`` may go on to its handler; else 404 / 405 / the OPTIONS answer is sent."""
+            path = self.path if self.path == "*" else urlsplit(self.path).path
+            allowed = self._allowed(path)
+            if allowed is None:
+                self._discard_body()
+                self._json(404, {"error": f"no route {path!r}; feeds: {feeds_of(server.gbfs_version)}"})
+                return False
+            if self.command == "OPTIONS":
+                self._discard_body()
+                self._send(
+                    200,
+                    orjson.dumps({"allow": list(allowed)}),
+                    {"Content-Type": "application/json", "Allow": ", ".join(allowed)},
+                )
+                return False
+            if self.command not in allowed:
+                self._discard_body()
+                self._send(
+                    405,
+                    orjson.dumps(
+                        {"error": f"method {self.command} is not allowed on {path}; allowed: {', '.join(allowed)}"}
+                    ),
+                    {"Content-Type": "application/json", "Allow": ", ".join(allowed)},
+                )
+                return False
+            return True
+
         def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
             self.send_response(status)
             for key, value in (headers or {"Content-Type": "application/json"}).items():
@@ -573,6 +678,8 @@ def _handler_for(server: ReplayServer) -> type[BaseHTTPRequestHandler]:
             return orjson.loads(raw)
 
         def do_GET(self) -> None:
+            if not self._routed():
+                return
             path = urlsplit(self.path).path
             if path == "/_replay/clock":
                 self._json(200, server.clock_state())
@@ -582,9 +689,6 @@ def _handler_for(server: ReplayServer) -> type[BaseHTTPRequestHandler]:
                 return
             name = path.strip("/")
             feed = name[: -len(".json")] if name.endswith(".json") else name
-            if feed not in feeds_of(server.gbfs_version):
-                self._json(404, {"error": f"no feed {path!r}; feeds: {feeds_of(server.gbfs_version)}"})
-                return
             headers = {k.lower(): v for k, v in self.headers.items()}
             try:
                 response = server.respond(feed, headers)
@@ -602,6 +706,8 @@ def _handler_for(server: ReplayServer) -> type[BaseHTTPRequestHandler]:
         do_HEAD = do_GET  # noqa: N815 - the stdlib dispatches on this name
 
         def do_POST(self) -> None:
+            if not self._routed():
+                return
             path = urlsplit(self.path).path
             try:
                 payload = self._body()
@@ -616,17 +722,19 @@ def _handler_for(server: ReplayServer) -> type[BaseHTTPRequestHandler]:
                         raise ValueError(f"a fault needs a 'kind' ({', '.join(FAULT_KINDS)})")
                     fault = server.inject(kind, **payload)
                     self._json(201, {"fault": fault.to_json(time.monotonic()), "faults": server.faults()})
-                else:
-                    self._json(404, {"error": f"no control route {path!r}"})
             except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
                 self._json(400, {"error": str(exc)})
 
         def do_DELETE(self) -> None:
-            if urlsplit(self.path).path == "/_replay/faults":
+            if self._routed():  # only /_replay/faults takes DELETE
                 server.clear_faults()
                 self._json(200, {"faults": []})
-            else:
-                self._json(404, {"error": f"no control route {self.path!r}"})
+
+        def _answer_by_route(self) -> None:
+            self._routed()  # 404, the OPTIONS answer, or 405 with Allow (no route takes PUT or PATCH)
+
+        do_PUT = do_PATCH = _answer_by_route  # noqa: N815 - the stdlib dispatches on these names
+        do_OPTIONS = _answer_by_route  # noqa: N815
 
     return Handler
 
