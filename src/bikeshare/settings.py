@@ -306,7 +306,10 @@ class Settings(BaseSettings):
     demo_dir: Path = Field(Path("./demo"), description="Workspace of `bikeshare demo`: lake, state, logs.")
     demo_live_start: str = Field(
         "2023-03-08T12:00:00Z",
-        description="Virtual time the demo's live loop starts at: the shipped slice before it is backfilled.",
+        description=(
+            "Virtual time the demo's live loop starts at (ISO; without Z or an offset it is UTC): the shipped "
+            "slice before it is backfilled."
+        ),
     )
     demo_live_hours: float | None = Field(
         8.0, gt=0, description="Hours of the slice the demo replays live after the staging soak; unset: to its end."

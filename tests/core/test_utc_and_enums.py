@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
-from bikeshare.enums import Alias, Target
-from bikeshare.utc import to_utc
+from bikeshare.enums import ALIAS_NAMES, TARGET_NAMES, Alias, Target
+from bikeshare.utc import parse_utc, to_utc
 
 
 def test_aware_values_convert_to_utc() -> None:
@@ -30,3 +30,21 @@ def test_enums_are_strings() -> None:
     assert f"bikeshare-sf-{Target.DOCKS}" == "bikeshare-sf-docks"
     with pytest.raises(ValueError):
         Alias("canary")
+
+
+def test_an_unknown_name_says_what_was_expected() -> None:
+    with pytest.raises(ValueError, match=r"unknown target 'scooters': expected bikes or docks"):
+        Target("scooters")
+    with pytest.raises(ValueError, match=r"unknown alias 'canary': expected production or staging"):
+        Alias("canary")
+    assert TARGET_NAMES == ("bikes", "docks") and ALIAS_NAMES == ("production", "staging")
+    assert all(type(name) is str for name in (*TARGET_NAMES, *ALIAS_NAMES))  # plain strings, for JSON keys
+
+
+def test_text_typed_by_a_person_is_read_as_utc_at_the_boundary() -> None:
+    assert parse_utc("2023-03-07T16:22") == pd.Timestamp("2023-03-07T16:22Z")
+    assert parse_utc("2023-03-07T18:22+02:00") == pd.Timestamp("2023-03-07T16:22Z")
+    assert str(parse_utc("2023-03-07").tz) == "UTC"
+    for bad in ("yesterday-ish", ""):
+        with pytest.raises(ValueError, match="--at: not a time"):
+            parse_utc(bad, what="--at")

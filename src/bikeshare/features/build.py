@@ -36,11 +36,12 @@ from bikeshare.lake.tables import (
     TableSpec,
 )
 from bikeshare.settings import Settings
+from bikeshare.utc import to_utc
 
 
 def slot_index(ts: pd.Timestamp, grid_minutes: int) -> int:
     """Index of the grid slot at or before ``ts`` (UTC)."""
-    ts = _utc(ts)
+    ts = to_utc(ts)
     return int(ts.value // 1000 // (grid_minutes * MINUTE_US))
 
 
@@ -121,7 +122,7 @@ def compute_features(
 ) -> duckdb.DuckDBPyConnection:
     """Run the feature SQL; the returned connection holds the rows in temp table ``_features``."""
     g = settings.grid_minutes
-    start_idx = -(-_utc(start).value // 1000 // (g * MINUTE_US))  # first slot at or after start
+    start_idx = -(-to_utc(start).value // 1000 // (g * MINUTE_US))  # first slot at or after start
     end_idx = slot_index(end, g)
     if end_idx < start_idx:
         raise ValueError(f"empty feature window: start {start} is after end {end} on a {g}-minute grid")
@@ -243,16 +244,9 @@ def _fetch(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
     return conform(con.sql(query).to_arrow_table(), FEATURES.schema)
 
 
-def _utc(ts: pd.Timestamp | str) -> pd.Timestamp:
-    ts = pd.Timestamp(ts)
-    if ts.tzinfo is None:
-        raise ValueError(f"time {ts} has no timezone; feature windows are UTC instants")
-    return ts.tz_convert("UTC")
-
-
 def iter_days(start: pd.Timestamp, end: pd.Timestamp) -> Iterable[str]:
     """UTC ``dt`` values of the days ``[start, end]`` touches."""
-    for day in pd.date_range(_utc(start).floor("D"), _utc(end), freq="D"):
+    for day in pd.date_range(to_utc(start).floor("D"), to_utc(end), freq="D"):
         yield partition_value(day, Grain.DAY)
 
 
@@ -270,8 +264,8 @@ def write_features(
     more data arrived fills the labels of its last slots). Days are built in chunks of
     ``features_chunk_days`` to bound memory. Returns the ``dt`` values written.
     """
-    first_day = _utc(start).floor("D")
-    last_day = _utc(end).floor("D")
+    first_day = to_utc(start).floor("D")
+    last_day = to_utc(end).floor("D")
     if last_day < first_day:
         raise ValueError(f"empty feature window: start {start} is after end {end}")
     written: list[str] = []
@@ -310,14 +304,14 @@ def load_features(
     """Feature rows stored by :func:`write_features`, optionally limited to ``[start, end]``."""
     dts = lake.partitions(FEATURES, city=city)
     if start is not None:
-        dts = [dt for dt in dts if dt >= partition_value(_utc(start), Grain.DAY)]
+        dts = [dt for dt in dts if dt >= partition_value(to_utc(start), Grain.DAY)]
     if end is not None:
-        dts = [dt for dt in dts if dt <= partition_value(_utc(end), Grain.DAY)]
+        dts = [dt for dt in dts if dt <= partition_value(to_utc(end), Grain.DAY)]
     frame = features_frame(lake.read(FEATURES, city=city, dts=dts))
     if start is not None:
-        frame = frame[frame["slot"] >= _utc(start)]
+        frame = frame[frame["slot"] >= to_utc(start)]
     if end is not None:
-        frame = frame[frame["slot"] <= _utc(end)]
+        frame = frame[frame["slot"] <= to_utc(end)]
     return frame.reset_index(drop=True)
 
 

@@ -34,6 +34,7 @@ from bikeshare.inference.snapshots import connect_window, minute_partitions
 from bikeshare.lake.store import Lake, conform, partition_value
 from bikeshare.lake.tables import INFERENCE, QUALITY, Grain
 from bikeshare.settings import Settings
+from bikeshare.utc import to_utc
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def observed_counts(
 def run_actuals(*, lake: Lake, settings: Settings, now: pd.Timestamp) -> ActualsReport:
     """Join the predictions whose horizon has passed with the observed counts; write ``quality`` rows."""
     started = time.perf_counter()
-    now = _utc(now)
+    now = to_utc(now, what="actuals time")
     city = settings.city
     due_before = now - pd.Timedelta(minutes=settings.actuals_settle_min)
     give_up_before = now - pd.Timedelta(minutes=settings.actuals_max_wait_min)
@@ -230,10 +231,3 @@ def _digest(rows: pd.DataFrame) -> str:
         for r in rows[["station_id", "target", "horizon_min", "status"]].itertuples(index=False)
     )
     return hashlib.sha1("\n".join(keys).encode(), usedforsecurity=False).hexdigest()[:12]
-
-
-def _utc(ts: pd.Timestamp | str) -> pd.Timestamp:
-    ts = pd.Timestamp(ts)
-    if ts.tzinfo is None:
-        raise ValueError(f"time {ts} has no timezone; actuals times are UTC instants")
-    return ts.tz_convert("UTC")

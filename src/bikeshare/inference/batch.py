@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bikeshare.enums import ALIAS_NAMES, Alias
 from bikeshare.inference.endpoint_client import (
     NO_FORECAST_MODEL,
     NO_MODEL,
@@ -42,10 +43,11 @@ from bikeshare.inference.snapshots import latest_status, stations_in_force
 from bikeshare.lake.store import Lake, partition_value
 from bikeshare.lake.tables import FEATURES, FORECASTS, INFERENCE, INFERENCE_BATCHES, Grain
 from bikeshare.settings import Settings
+from bikeshare.utc import to_utc
 
 log = logging.getLogger(__name__)
 
-ALIASES: tuple[str, ...] = ("production", "staging")
+ALIASES: tuple[str, ...] = ALIAS_NAMES
 # Columns of the features table that are not model inputs.
 NOT_MODEL_INPUTS: frozenset[str] = frozenset({"station_id", "slot", "bikes_t_h", "docks_t_h", "y_bikes", "y_docks"})
 
@@ -200,9 +202,7 @@ def check_aliases(aliases: Sequence[str]) -> tuple[str, ...]:
     out = tuple(aliases)
     if not out:
         raise ValueError("aliases must name at least the served alias (e.g. 'production')")
-    unknown = [a for a in out if a not in ALIASES]
-    if unknown:
-        raise ValueError(f"unknown alias(es) {unknown}: expected {' or '.join(ALIASES)}")
+    out = tuple(Alias(a).value for a in out)  # an unknown name raises, saying what is expected
     if len(set(out)) != len(out):
         raise ValueError(f"aliases repeat: {list(out)}")
     return out
@@ -230,7 +230,7 @@ def run_inference_batch(
     from bikeshare.features.build import online_features, slot_index, slot_time
 
     aliases = check_aliases(aliases)
-    now = _utc(now)
+    now = to_utc(now, what="inference time")
     city = settings.city
     started = time.perf_counter()
     slot = slot_time(slot_index(now, settings.grid_minutes), settings.grid_minutes)
@@ -547,7 +547,7 @@ def batch_success_rate(
     *, lake: Lake, city: str, start: pd.Timestamp, end: pd.Timestamp, shadow: bool = False
 ) -> SuccessRate:
     """Success rate of the served (or, with ``shadow``, the shadow) batches with ``start <= feature_time < end``."""
-    start, end = _utc(start), _utc(end)
+    start, end = to_utc(start, what="start"), to_utc(end, what="end")
     days = [partition_value(d, Grain.DAY) for d in pd.date_range(start.floor("D"), end, freq="D")]
     files = lake.files(INFERENCE_BATCHES, city=city, dts=days)
     if not files:
@@ -596,13 +596,6 @@ def run_inference_loop(
     )
 
 
-def _utc(ts: pd.Timestamp | str) -> pd.Timestamp:
-    ts = pd.Timestamp(ts)
-    if ts.tzinfo is None:
-        raise ValueError(f"time {ts} has no timezone; inference times are UTC instants")
-    return ts.tz_convert("UTC")
-
-
 def _micros(seconds: float) -> pd.Timedelta:
     return pd.Timedelta(microseconds=round(seconds * 1_000_000))
 
@@ -614,9 +607,11 @@ def _one_line(exc: BaseException) -> str:
 
 def alias_clients(settings: Settings, aliases: Sequence[str], **kwargs: Any) -> dict[str, EndpointClient]:
     """Clients of the aliases that have their own endpoint (``infer_alias_endpoints``)."""
-    unknown = sorted(set(settings.infer_alias_endpoints) - set(ALIASES))
-    if unknown:
-        raise ValueError(f"infer_alias_endpoints names unknown alias(es) {unknown}: expected {' or '.join(ALIASES)}")
+    for alias in settings.infer_alias_endpoints:
+        try:
+            Alias(alias)
+        except ValueError as exc:
+            raise ValueError(f"infer_alias_endpoints: {exc}") from None
     return {
         alias: EndpointClient.from_settings(settings.model_copy(update={"endpoint_url": url}), **kwargs)
         for alias, url in settings.infer_alias_endpoints.items()

@@ -20,6 +20,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from bikeshare.enums import TARGET_NAMES
 from bikeshare.gbfs.client import RetryPolicy
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 ALIAS_HEADER = "X-Bikeshare-Alias"
 API_KEY_HEADER = "X-API-Key"
-TARGETS: tuple[str, ...] = ("bikes", "docks")
+TARGETS: tuple[str, ...] = TARGET_NAMES
 
 
 class EndpointError(RuntimeError):

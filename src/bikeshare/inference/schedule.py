@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from bikeshare.utc import parse_utc, utc_now
+
 log = logging.getLogger(__name__)
 
 
@@ -52,16 +54,12 @@ def run_periodically(
 
 def job_clock(*, replay_url: str | None, at: str | None, once: bool) -> Callable[[], pd.Timestamp]:
     """The clock of a job: a fixed ``at`` (one run only), a replay server's virtual clock, or the wall clock."""
-    from bikeshare.ingest.clock import ReplayFollower, utc_now
+    from bikeshare.ingest.clock import ReplayFollower
 
     if at is not None:
         if not once:
             raise ValueError("--at needs --once: a fixed time cannot drive a loop")
-        try:
-            when = pd.Timestamp(at)
-        except ValueError as exc:
-            raise ValueError(f"--at: not a time: {at!r} ({exc})") from exc
-        when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+        when = parse_utc(at, what="--at")  # typed by a person: without Z or an offset it is UTC
         return lambda: when
     if replay_url is not None:
         return ReplayFollower(replay_url.rstrip("/"))

@@ -25,7 +25,6 @@ import pyarrow as pa
 from bikeshare.contracts.rules import BatchVerdict, ContractRules, RejectCode, rejection_json
 from bikeshare.contracts.validate import check_information_versions, check_station_status
 from bikeshare.gbfs.recording import Recording
-from bikeshare.ingest.clock import utc_now
 from bikeshare.ingest.poller import Outcome
 from bikeshare.ingest.sink import (
     INFORMATION_HASHED,
@@ -40,6 +39,7 @@ from bikeshare.ingest.sink import (
 from bikeshare.lake.store import Lake, partition_value
 from bikeshare.lake.tables import INGEST_LOG, STATION_STATUS, Grain
 from bikeshare.settings import Settings
+from bikeshare.utc import utc_now
 
 STATUS_FEED = "station_status"
 INFORMATION_FEED = "station_information"

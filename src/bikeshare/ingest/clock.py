@@ -10,13 +10,11 @@ import httpx
 import pandas as pd
 
 from bikeshare.gbfs.replay import read_replay_clock
+from bikeshare.utc import utc_now
+
+__all__ = ["ReplayFollower", "utc_now"]  # utc_now re-exported for the CLI, which imports it from here
 
 log = logging.getLogger(__name__)
-
-
-def utc_now() -> pd.Timestamp:
-    """The wall clock in UTC."""
-    return pd.Timestamp.now(tz="UTC")
 
 
 @dataclass

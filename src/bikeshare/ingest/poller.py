@@ -39,7 +39,6 @@ from bikeshare.gbfs.normalise import (
     read_station_information,
     read_station_status,
 )
-from bikeshare.ingest.clock import utc_now
 from bikeshare.ingest.sink import (
     INFORMATION_HASHED,
     InformationVersion,
@@ -52,6 +51,7 @@ from bikeshare.ingest.sink import (
 )
 from bikeshare.lake.store import Lake
 from bikeshare.settings import Settings
+from bikeshare.utc import utc_now
 
 log = logging.getLogger(__name__)
 

@@ -21,16 +21,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bikeshare.lake.tables import ALL_TABLES, Grain, TableSpec
+from bikeshare.utc import to_utc
 
 PARQUET_COMPRESSION = "zstd"
 
 
 def partition_value(ts: datetime | pd.Timestamp, grain: Grain) -> str:
     """The ``dt=`` value for a UTC instant at the table's grain."""
-    ts = pd.Timestamp(ts)
-    if ts.tzinfo is None:
-        raise ValueError(f"partition time {ts} has no timezone; lake partitions are UTC")
-    ts = ts.tz_convert("UTC")
+    ts = to_utc(ts, what="partition time")
     return ts.strftime("%Y-%m-%d-%H-%M" if grain is Grain.MINUTE else "%Y-%m-%d")
 
 

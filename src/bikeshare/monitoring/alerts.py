@@ -23,6 +23,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from bikeshare.monitoring.rules import SEVERITY_RANK, AlertRule, RuleSet, Severity
+from bikeshare.utc import to_utc
 
 EventKind = Literal["pending", "fired", "escalated", "deescalated", "acknowledged", "resolved", "routed"]
 Status = Literal["pending", "firing", "acknowledged", "resolved"]
@@ -48,10 +49,8 @@ class AlertStateError(ValueError):
 
 
 def as_utc(value: datetime, *, what: str = "time") -> datetime:
-    """The same instant in UTC; a naive datetime is refused because its zone is unknown."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{what} {value} has no timezone; pass an aware (UTC) datetime")
-    return value.astimezone(UTC)
+    """:func:`bikeshare.utc.to_utc` (naive refused) as the ``datetime`` the alert model holds."""
+    return to_utc(value, what=what).to_pydatetime()
 
 
 # A URL in free text: scheme, authority (host, port, maybe user:password@), then path, query, fragment.

@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from bikeshare.enums import TARGET_NAMES
 from bikeshare.lake.store import Lake, partition_value
 from bikeshare.lake.tables import ENDPOINT_METRICS, MONITOR_METRICS, MONITORING_RUNS, Grain
 from bikeshare.monitoring.alerts import Signal
@@ -59,6 +60,7 @@ from bikeshare.monitoring.signals import (
 from bikeshare.monitoring.sinks import Sink, sinks_from_settings
 from bikeshare.monitoring.store import AlertStore, write_drift_scores
 from bikeshare.settings import Settings
+from bikeshare.utc import to_utc
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +128,7 @@ class MonitorResult:
                 + f"prediction PSI {_fmt(prediction.value if prediction else None, '')}, "
                 f"{int(result.scores['drifting'].sum())} features over the warning"
             )
-        for target in ("bikes", "docks"):
+        for target in TARGET_NAMES:
             pr_auc = self.signal("model_pr_auc_24h", target=target)
             f1 = self.signal("model_f1_24h", target=target)
             joined = self.metric("model_quality", "joined_24h", target=target, subject="served")
@@ -173,7 +175,7 @@ def run_monitor(
     """
     started_wall = datetime.now(UTC)
     started = time.monotonic()
-    now_ts = _utc(now)
+    now_ts = to_utc(now, what="monitor time")
     minutes = window_min or settings.monitor_window_min or settings.monitor_interval_min
     window = Window(now_ts - pd.Timedelta(minutes=minutes), now_ts)
     city = settings.city
@@ -264,7 +266,7 @@ def run_monitor(
         elapsed = pd.Timedelta(microseconds=round((time.monotonic() - evaluated) * 1e6))
         return (now_ts + elapsed).to_pydatetime()
 
-    fault = _utc(fault_started_at).to_pydatetime() if fault_started_at is not None else None
+    fault = to_utc(fault_started_at, what="fault_started_at").to_pydatetime() if fault_started_at is not None else None
     cycle = run_alert_cycle(
         store=AlertStore(lake, city=city),
         rules=rules,
@@ -295,7 +297,7 @@ def run_monitor(
         "notes": json.dumps(notes),
         "endpoint": source_name if endpoint_metrics_source is not None else None,
         "endpoint_scrape": json.dumps(scrape.to_dict(), sort_keys=True) if scrape is not None else None,
-        "fault_started_at": _utc(fault_started_at) if fault_started_at is not None else None,
+        "fault_started_at": to_utc(fault_started_at, what="fault_started_at") if fault_started_at is not None else None,
     }
     path = lake.write(MONITORING_RUNS, pd.DataFrame([run_row]), city=city, dt=day, name=run_id)
     paths["monitoring_runs"] = [path] if path else []
@@ -366,7 +368,7 @@ def endpoint_source(settings: Settings, url: str | None = None) -> HttpMetricsSo
 
 def previous_scrape(lake: Lake, *, city: str, endpoint: str, worker: str, before: pd.Timestamp) -> Scrape | None:
     """The newest stored scrape of ``endpoint``'s ``worker`` taken before ``before`` (None: none kept)."""
-    before = _utc(before)
+    before = to_utc(before)
     first = before.floor("D") - pd.Timedelta(days=SCRAPE_LOOKBACK_DAYS)
     days = [partition_value(d, Grain.DAY) for d in pd.date_range(first, before, freq="D")]
     runs = read_days(lake, MONITORING_RUNS, city=city, days=days)
@@ -442,13 +444,6 @@ def _signal_doc(signal: Signal) -> dict[str, Any]:
         "labels": dict(signal.labels),
         "observed_at": signal.observed_at.isoformat() if signal.observed_at else None,
     }
-
-
-def _utc(ts: pd.Timestamp | datetime | str) -> pd.Timestamp:
-    value = pd.Timestamp(ts)
-    if value.tzinfo is None:
-        raise ValueError(f"time {value} has no timezone; the monitor's clock is UTC")
-    return value.tz_convert("UTC")
 
 
 def _minutes(window: Window) -> int:

@@ -21,6 +21,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from bikeshare.enums import TARGET_NAMES
 from bikeshare.lake.store import Lake, empty_select_sql, partition_value
 from bikeshare.lake.tables import (
     INFERENCE,
@@ -38,6 +39,7 @@ from bikeshare.monitoring.drift import PREDICTION_FEATURE, drift_table
 from bikeshare.monitoring.endpoint_metrics import ALL_ROUTES, OPS_ROUTES, EndpointWindow
 from bikeshare.monitoring.model_baselines import TRAINING_BRIER, TRAINING_TRIGGER_RATE
 from bikeshare.settings import Settings
+from bikeshare.utc import to_utc
 
 # ingest_log rows written by `bikeshare backfill` carry this source prefix: not the live feed.
 BACKFILL_SOURCE_PREFIX = "recording:"
@@ -46,7 +48,7 @@ STATUS_FEED = "station_status"
 STATUS_FIELDS: tuple[str, ...] = tuple(c for c in STATION_STATUS.feed_columns if c != "station_id")
 # How far back the dead-feed signal looks for the newest live commit.
 LAST_COMMIT_LOOKBACK_DAYS = 7
-TARGETS: tuple[str, ...] = ("bikes", "docks")
+TARGETS: tuple[str, ...] = TARGET_NAMES
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class Window:
     end: pd.Timestamp
 
     def __post_init__(self) -> None:
-        start, end = _utc(self.start), _utc(self.end)
+        start, end = to_utc(self.start, what="window start"), to_utc(self.end, what="window end")
         if end <= start:
             raise ValueError(f"monitor window end {end} is not after its start {start}")
         object.__setattr__(self, "start", start)
@@ -200,7 +202,7 @@ def measure_data_quality(lake: Lake, *, city: str, window: Window) -> Part:
 
 def last_live_commit(lake: Lake, *, city: str, feed: str, at: pd.Timestamp) -> pd.Timestamp | None:
     """Newest ``committed_at`` at or before ``at`` of a live (not backfilled) batch of ``feed``."""
-    at = _utc(at)
+    at = to_utc(at)
     for back in range(LAST_COMMIT_LOOKBACK_DAYS + 1):
         day = partition_value(at.floor("D") - pd.Timedelta(days=back), Grain.DAY)
         log = read_days(lake, INGEST_LOG, city=city, days=[day])
@@ -366,7 +368,7 @@ def _missing_drift_signals(part: Part, settings: Settings, *, targets: Sequence[
 def measure_model_quality(lake: Lake, *, settings: Settings, now: pd.Timestamp, baselines_of: BaselineReader) -> Part:
     """PR-AUC, F1, Brier and trigger rate over the 24 h of actuals ending at ``now``, per target and version."""
     part = Part()
-    now = _utc(now)
+    now = to_utc(now, what="monitor time")
     start = now - pd.Timedelta(hours=24)
     window = Window(start, now)
     quality = read_days(lake, QUALITY, city=settings.city, days=window.days())
@@ -600,13 +602,6 @@ def _connect(lake: Lake) -> duckdb.DuckDBPyConnection:
     if lake.is_remote:
         con.register_filesystem(lake.fs)
     return con
-
-
-def _utc(ts: pd.Timestamp | str | Any) -> pd.Timestamp:
-    value = pd.Timestamp(ts)
-    if value.tzinfo is None:
-        raise ValueError(f"time {value} has no timezone; monitor times are UTC instants")
-    return value.tz_convert("UTC")
 
 
 def _num(value: Any) -> float | None:

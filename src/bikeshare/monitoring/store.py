@@ -20,9 +20,10 @@ import pandas as pd
 
 from bikeshare.lake.store import Lake, partition_value
 from bikeshare.lake.tables import ALERT_EVENTS, DRIFT_SCORES, FEATURE_BASELINES
-from bikeshare.monitoring.alerts import Alert, AlertEvent, acknowledge, as_utc
+from bikeshare.monitoring.alerts import Alert, AlertEvent, acknowledge
 from bikeshare.monitoring.baseline import FeatureBaseline
 from bikeshare.monitoring.drift import DRIFT_COLUMNS
+from bikeshare.utc import to_utc, utc_now
 
 _EVENT_FIELDS = tuple(f.name for f in fields(AlertEvent))
 _ALERT_FIELDS = tuple(f.name for f in fields(Alert))
@@ -43,7 +44,7 @@ class AlertStore:
         """Append events (one new file per UTC day they fall on); return the written paths."""
         if not events:
             return []
-        recorded = as_utc(recorded_at or datetime.now(UTC), what="recorded_at")
+        recorded = utc_now() if recorded_at is None else to_utc(recorded_at, what="recorded_at")
         rows = [_event_row(event, seq=i, recorded_at=recorded) for i, event in enumerate(events)]
         frame = pd.DataFrame(rows)
         paths = []
@@ -113,7 +114,7 @@ def write_baselines(
     created_at: datetime,
 ) -> str | None:
     """Store a model version's baselines (one row per feature); None if they were already stored."""
-    created = as_utc(created_at, what="created_at")
+    created = to_utc(created_at, what="created_at")
     frame = pd.DataFrame(
         [
             {
@@ -173,11 +174,11 @@ def write_drift_scores(
     missing = [c for c in DRIFT_COLUMNS if c not in scores.columns]
     if missing:
         raise ValueError(f"drift scores lack columns {missing}")
-    evaluated = as_utc(evaluated_at, what="evaluated_at")
+    evaluated = to_utc(evaluated_at, what="evaluated_at")
     frame = scores.loc[:, list(DRIFT_COLUMNS)].copy()
     frame["evaluated_at"] = evaluated
-    frame["window_start"] = as_utc(window_start, what="window_start")
-    frame["window_end"] = as_utc(window_end, what="window_end")
+    frame["window_start"] = to_utc(window_start, what="window_start")
+    frame["window_end"] = to_utc(window_end, what="window_end")
     frame["model_name"] = model_name
     frame["model_version"] = str(model_version)
     frame["target"] = target
@@ -190,14 +191,14 @@ def write_drift_scores(
 
 def _event_row(event: AlertEvent, *, seq: int, recorded_at: datetime) -> dict[str, Any]:
     row: dict[str, Any] = {name: getattr(event, name) for name in _EVENT_FIELDS}
-    row["event_at"] = as_utc(row.pop("at"), what="event time")
+    row["event_at"] = to_utc(row.pop("at"), what="event time")
     row["labels"] = json.dumps(dict(event.labels), sort_keys=True)
     row["details"] = json.dumps(dict(event.details), sort_keys=True, default=str)
     row["seq"] = seq
     row["recorded_at"] = recorded_at
     for key in ("observed_at", "started_at", "fired_at", "fault_started_at", "routed_at"):
         if row[key] is not None:
-            row[key] = as_utc(row[key], what=key)
+            row[key] = to_utc(row[key], what=key)
     return row
 
 

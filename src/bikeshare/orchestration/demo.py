@@ -46,6 +46,7 @@ from bikeshare.orchestration.runner import RunnerReport
 from bikeshare.profiles import with_profile
 from bikeshare.registry.online import average_precision
 from bikeshare.settings import Settings
+from bikeshare.utc import parse_utc
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,7 @@ class DemoPlan:
     def from_settings(
         cls, settings: Settings, *, recording_start: pd.Timestamp, recording_end: pd.Timestamp
     ) -> DemoPlan:
-        start = pd.Timestamp(settings.demo_live_start)
-        start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
+        start = parse_utc(settings.demo_live_start, what="demo_live_start")  # a setting: zone-less is UTC
         if not recording_start + pd.Timedelta(days=1) <= start < recording_end:
             raise DemoError(
                 f"demo_live_start {start.isoformat()} must leave a day of history in the recording "

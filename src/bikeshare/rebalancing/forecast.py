@@ -37,6 +37,8 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from bikeshare.utc import to_utc
+
 Z80 = 1.2815515655446004  # standard normal quantile of 0.9: an 80% central interval is mean +/- Z80 sigma
 
 STATION_COLUMNS: tuple[str, ...] = ("station_id", "lat", "lon", "bikes", "docks")
@@ -205,7 +207,7 @@ class FlowProfileForecaster:
             raise ForecastInputError(f"horizons must be positive minutes, got {list(horizons_min)}")
         if any(h % self.step_min for h in horizons):
             raise ForecastInputError(f"horizons {horizons} must be multiples of step_min={self.step_min}")
-        as_of = pd.Timestamp(as_of).tz_convert("UTC")
+        as_of = to_utc(as_of, what="as_of")
         k_max = horizons[-1] // self.step_min
         mean, var = self.flow_stats(stations["station_id"].tolist(), as_of=as_of, k_max=k_max)
         slots = (stations["bikes"] + stations["docks"]).to_numpy(dtype="float64")[:, None]
@@ -233,7 +235,7 @@ class FlowProfileForecaster:
         mean = np.zeros((n, k_max))
         var = np.zeros((n, k_max))
         step = pd.Timedelta(minutes=self.step_min)
-        slot0 = pd.Timestamp(as_of).tz_convert("UTC").floor(step)
+        slot0 = to_utc(as_of, what="as_of").floor(step)
         lo = slot0 - pd.Timedelta(days=self.lookback_days)
         index = self.history.index
         past = self.history.loc[(index > lo) & (index <= as_of)]

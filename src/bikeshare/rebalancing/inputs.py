@@ -10,6 +10,7 @@ import pandas as pd
 from bikeshare.lake.store import Lake, empty_select_sql, parse_partition_value
 from bikeshare.lake.tables import STATION_STATUS
 from bikeshare.rebalancing.forecast import history_grid
+from bikeshare.utc import to_utc
 
 
 def status_sql(lake: Lake, *, city: str, start: pd.Timestamp, end: pd.Timestamp) -> str:
@@ -31,7 +32,7 @@ def latest_status_time(lake: Lake, *, city: str) -> pd.Timestamp | None:
     finally:
         con.close()
     value = rows[0][0] if rows else None
-    return None if value is None else pd.Timestamp(value).tz_convert("UTC")
+    return None if value is None else to_utc(value, what="newest last_updated")
 
 
 def load_stations(

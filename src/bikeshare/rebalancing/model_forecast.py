@@ -23,13 +23,14 @@ import pandas as pd
 from bikeshare.lake.store import Lake, partition_value
 from bikeshare.lake.tables import FORECASTS, Grain
 from bikeshare.rebalancing.forecast import Forecaster, ForecastInputError, validate_stations
+from bikeshare.utc import to_utc
 
 CURVE_COLUMNS: tuple[str, ...] = ("expected_bikes", "bikes_lo", "bikes_hi", "p_no_bikes", "p_no_docks")
 
 
 def latest_forecasts(lake: Lake, *, city: str, alias: str, as_of: pd.Timestamp, max_age_min: int) -> pd.DataFrame:
     """Rows of the newest forecast batch of ``alias`` with ``as_of - max_age_min <= feature_time <= as_of``."""
-    as_of = pd.Timestamp(as_of).tz_convert("UTC")
+    as_of = to_utc(as_of, what="as_of")
     lo = as_of - pd.Timedelta(minutes=max_age_min)
     first, last = partition_value(lo, Grain.MINUTE), partition_value(as_of, Grain.MINUTE)
     dts = [dt for dt in lake.partitions(FORECASTS, city=city) if first <= dt <= last]
@@ -103,7 +104,7 @@ class ModelForecaster:
         horizons = sorted({int(h) for h in horizons_min})
         if not horizons or horizons[0] <= 0:
             raise ForecastInputError(f"horizons must be positive minutes, got {list(horizons_min)}")
-        as_of = pd.Timestamp(as_of).tz_convert("UTC")
+        as_of = to_utc(as_of, what="as_of")
         rows = latest_forecasts(self.lake, city=self.city, alias=self.alias, as_of=as_of, max_age_min=self.max_age_min)
         if rows.empty:
             self.name = self.fallback.name

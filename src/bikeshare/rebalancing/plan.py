@@ -14,6 +14,7 @@ from bikeshare.rebalancing.instance import Instance, build_instance
 from bikeshare.rebalancing.need import NeedParams, compute_need
 from bikeshare.rebalancing.solver import solve_routes
 from bikeshare.settings import Settings
+from bikeshare.utc import to_utc
 
 STOP_COLUMNS: tuple[str, ...] = (
     "method",
@@ -126,10 +127,7 @@ def make_plan(
 ) -> Plan:
     """Need -> candidates -> greedy routes -> OR-Tools routes (warm-started from greedy) -> plan."""
     started = time.perf_counter()
-    as_of = pd.Timestamp(as_of)
-    if as_of.tzinfo is None:
-        raise ValueError(f"plan time {as_of} has no time zone; pass a UTC timestamp")
-    as_of = as_of.tz_convert("UTC")
+    as_of = to_utc(as_of, what="plan time")
     need, curves = compute_need(stations, forecast, params.need)
     depot = fleet.depot_of(curves.stations) if len(curves.stations) else (0.0, 0.0)
     if fleet.depot is None and fleet.starts is None:

@@ -10,6 +10,7 @@ import pandas as pd
 from bikeshare.lake.store import Lake, partition_value
 from bikeshare.lake.tables import PLANS, Grain
 from bikeshare.rebalancing.plan import Plan
+from bikeshare.utc import to_utc, utc_now
 
 PLAN_FILE = "plan"
 
@@ -33,7 +34,7 @@ def plan_id_of(plan: Plan, *, city: str) -> str:
 
 def plan_frame(plan: Plan, *, city: str, created_at: pd.Timestamp | None = None) -> pd.DataFrame:
     """The plan as rows of the ``plans`` table: one summary row, then every stop."""
-    created = pd.Timestamp.now(tz="UTC") if created_at is None else pd.Timestamp(created_at).tz_convert("UTC")
+    created = utc_now() if created_at is None else to_utc(created_at, what="created_at")
     s = plan.summary
     common = {
         "plan_id": plan_id_of(plan, city=city),

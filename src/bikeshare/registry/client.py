@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bikeshare.enums import ALIAS_NAMES
 from bikeshare.training.bundle import ModelBundle
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
     from bikeshare.settings import Settings
 
-ALIASES: tuple[str, ...] = ("staging", "production")
+ALIASES: tuple[str, ...] = ALIAS_NAMES  # the public name importers use
 BUNDLE_ARTIFACT = "bundle"  # name of the bundle folder among the pyfunc model's artifacts
 
 

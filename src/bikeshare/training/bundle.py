@@ -11,16 +11,17 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
+
+from bikeshare.enums import TARGET_NAMES, Target
 
 BUNDLE_FORMAT = "bikeshare-model-bundle"
 BUNDLE_FORMAT_VERSION = 1
 BUNDLE_FILE = "bundle.json"
 
-Target = Literal["bikes", "docks"]
-TARGETS: tuple[Target, ...] = ("bikes", "docks")
+TARGETS: tuple[str, ...] = TARGET_NAMES  # the public name importers use
 
 
 class RawScorer(Protocol):
@@ -56,7 +57,7 @@ class IsotonicCalibration:
 class BundleMeta:
     """What a bundle is, as stored in ``bundle.json``."""
 
-    target: Target
+    target: str  # a Target value, checked on construction
     horizon_min: int
     shortage_threshold: int
     algo: str
@@ -67,6 +68,9 @@ class BundleMeta:
     booster_file: str
     categorical_features: tuple[str, ...] = ()
     provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target", Target(self.target).value)
 
     def to_json(self) -> str:
         payload = asdict(self)

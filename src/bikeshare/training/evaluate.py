@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bikeshare.enums import Target
 from bikeshare.features.schema import feature_matrix
 from bikeshare.settings import Settings
 from bikeshare.training.bundle import ModelBundle
@@ -15,9 +16,7 @@ from bikeshare.training.report import EvaluationReport, SliceComparison
 
 
 def label_column(target: str) -> str:
-    if target not in ("bikes", "docks"):
-        raise ValueError(f"unknown target {target!r}: expected bikes or docks")
-    return f"y_{target}"
+    return f"y_{Target(target).value}"
 
 
 def labelled_rows(frame: pd.DataFrame, target: str) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bikeshare.enums import TARGET_NAMES
 from bikeshare.features.schema import FEATURE_COLUMNS, FEATURE_VERSION, feature_matrix
 from bikeshare.settings import Settings
 from bikeshare.training.forecast_bundle import (
@@ -34,7 +35,7 @@ from bikeshare.training.report import ScoreMetrics, SliceComparison
 from bikeshare.training.split import TimeSplit, plan_split, split_frame
 
 FUTURE_COLUMNS: tuple[str, ...] = ("bikes_at_h", "docks_at_h")
-FORECAST_TARGETS: tuple[str, ...] = ("bikes", "docks")
+FORECAST_TARGETS: tuple[str, ...] = TARGET_NAMES
 INTERVAL = (0.1, 0.9)
 
 

@@ -104,7 +104,7 @@ def train_model(
         timings["refit_s"] = time.perf_counter() - started
 
     meta = BundleMeta(
-        target=target,  # type: ignore[arg-type]
+        target=target,
         horizon_min=settings.horizon_min,
         shortage_threshold=settings.shortage_threshold,
         algo=algo,
