@@ -21,9 +21,13 @@ from bikeshare.cli import app
 from bikeshare.gbfs.client import BreakerState, GbfsClient
 from bikeshare.gbfs.recording import Recording
 from bikeshare.gbfs.replay import ReplayServer
-from bikeshare.ingest.poller import IngestState, Outcome, ingest_once, run_poller
+from bikeshare.ingest.poller import IngestState, Outcome, ingest_once
 from bikeshare.lake.store import Lake
-from bikeshare.lake.tables import QUARANTINE, STATION_STATUS
+from bikeshare.lake.tables import JOB_RUNS, QUARANTINE, STATION_STATUS
+from bikeshare.orchestration.clocks import WallClock
+from bikeshare.orchestration.jobs import RunClock, ingest_job, schedules
+from bikeshare.orchestration.records import JobRun, JobRunRecorder, RunStatus
+from bikeshare.orchestration.runner import Job, Runner
 from bikeshare.settings import Settings
 
 from .conftest import FakeMonotonic
@@ -220,23 +224,31 @@ def test_a_5xx_burst_is_retried_and_a_dead_feed_opens_then_recovers(
     assert outcomes == [("committed", 2), ("fetch_failed", 3)]
 
 
-def test_the_poller_keeps_running_through_a_dead_feed_and_stops_on_request(
+def test_the_ingest_job_keeps_running_through_a_dead_feed_and_stops_on_request(
     lake: Lake, replay: ReplayServer, tmp_path: Path, make_client: Callable[..., GbfsClient]
 ) -> None:
+    """The loop of `bikeshare ingest` is the runner with the ingest job: failed batches are recorded
+    as failed runs, the schedule goes on, and no batch starts once stop is set."""
     settings = Settings(lake_uri=lake.root, state_dir=tmp_path / "state", poll_interval_s=0.01, weather_enabled=False)
     replay.inject("http_5xx", count=4)
     outcomes: list[str] = []
     stop = threading.Event()
 
-    def seen(outcome) -> None:  # type: ignore[no-untyped-def]
-        outcomes.append(outcome.outcome)
-        if outcome.outcome == Outcome.COMMITTED:
+    def seen(run: JobRun) -> None:
+        outcomes.append(json.loads(run.details)["outcome"])
+        if outcomes[-1] == Outcome.COMMITTED:
             stop.set()
 
+    run_clock = RunClock(WallClock(max_wait_s=0.01))
     with make_client(replay.discovery_url, attempts=2, threshold=5) as client:
-        batches = run_poller(client=client, lake=lake, settings=settings, stop=stop, max_batches=10, on_outcome=seen)
+        job = Job("ingest", schedules(settings)["ingest"], ingest_job(settings=settings, lake=lake, client=client,
+                                                                      run_clock=run_clock))  # fmt: skip
+        runner = Runner([job], clock=run_clock.clock, recorder=JobRunRecorder(lake, city="sf"), stop=stop, on_run=seen)
+        report = runner.run()
     assert outcomes == [Outcome.FETCH_FAILED, Outcome.FETCH_FAILED, Outcome.COMMITTED]
-    assert batches == 3
+    assert report.count("ingest") == 3 and report.count("ingest", RunStatus.FAILED) == 2
+    rows = lake.read(JOB_RUNS, city="sf").to_pandas()
+    assert sorted(rows["status"]) == ["failed", "failed", "ok"]
 
 
 def test_cli_poller_follows_the_replay_clock_and_stops_cleanly_on_sigterm(tmp_path: Path, recording: Recording) -> None:

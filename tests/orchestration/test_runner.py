@@ -17,11 +17,11 @@ import pytest
 from bikeshare.lake.store import Lake
 from bikeshare.lake.tables import JOB_RUNS
 from bikeshare.orchestration.clocks import WallClock
-from bikeshare.orchestration.demo import signals_set
 from bikeshare.orchestration.jobs import JOB_NAMES, check_jobs
 from bikeshare.orchestration.records import JobOutcome, JobRun, JobRunRecorder, RunStatus
 from bikeshare.orchestration.runner import Job, Runner
 from bikeshare.orchestration.schedule import Every
+from bikeshare.orchestration.signals import stop_on_signals
 from bikeshare.settings import Settings
 
 RUN_LINE = re.compile(r"^2023-03-08 \d\d:\d\d:\d\dZ (ingest|actuals) ")
@@ -180,7 +180,7 @@ def test_sigterm_stops_the_runner_cleanly(lake: Lake) -> None:
         stop=stop,
     )
     previous = signal.getsignal(signal.SIGTERM)
-    with signals_set(stop):  # the handler is in place before the signal is sent
+    with stop_on_signals(stop):  # the handler is in place before the signal is sent
         threading.Timer(0.5, os.kill, args=(os.getpid(), signal.SIGTERM)).start()
         report = runner.run()
     assert signal.getsignal(signal.SIGTERM) is previous  # handlers are given back
@@ -188,6 +188,47 @@ def test_sigterm_stops_the_runner_cleanly(lake: Lake) -> None:
     assert report.count("tick") == runs >= 2
     assert not job_threads()
     assert len(job_runs(lake, "sf")) == runs  # the buffered records were written at shutdown
+
+
+def test_the_stop_handler_is_one_context_manager_usable_from_any_thread() -> None:
+    previous = signal.getsignal(signal.SIGINT)
+    with stop_on_signals() as stop:
+        assert signal.getsignal(signal.SIGINT) is not previous
+        os.kill(os.getpid(), signal.SIGINT)  # handled: sets stop instead of raising KeyboardInterrupt
+        assert stop.wait(2)
+    assert signal.getsignal(signal.SIGINT) is previous
+    seen: list[bool] = []
+
+    def elsewhere() -> None:  # signal handlers belong to the main thread: elsewhere the event is given as is
+        given = threading.Event()
+        with stop_on_signals(given) as stop:
+            seen.append(stop is given and signal.getsignal(signal.SIGINT) is previous)
+
+    worker = threading.Thread(target=elsewhere)
+    worker.start()
+    worker.join(5)
+    assert seen == [True]
+
+
+def test_a_one_job_runner_runs_at_once_and_says_each_runs_message(lake: Lake) -> None:
+    said: list[str] = []
+    runs = 0
+
+    def tick(now: pd.Timestamp, stop: threading.Event) -> JobOutcome:
+        nonlocal runs
+        runs += 1
+        return JobOutcome(message=f"tick {runs}")
+
+    clock = WallClock(max_wait_s=0.05)
+    hourly = Job("tick", Every.minutes(60), tick)  # at a boundary only: would not run within the test
+    assert not hourly.every.at_start
+    job = hourly.starting_at_once().announcing(said.append)
+    assert job.every == Every.minutes(60, at_start=True) and job.name == "tick"
+    report = Runner(
+        [job], clock=clock, recorder=JobRunRecorder(lake, city="sf"), until=clock.now() + pd.Timedelta(seconds=0.5)
+    ).run()
+    assert report.count("tick") == runs == 1
+    assert said == ["tick 1"]
 
 
 def test_records_are_written_per_day_and_buffered_between_flushes(lake: Lake) -> None:

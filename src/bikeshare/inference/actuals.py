@@ -21,9 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -181,35 +179,6 @@ def run_actuals(*, lake: Lake, settings: Settings, now: pd.Timestamp) -> Actuals
         waiting=waiting,
         files_written=files_written,
         duration_s=time.perf_counter() - started,
-    )
-
-
-def run_actuals_loop(
-    *,
-    lake: Lake,
-    settings: Settings,
-    clock: Callable[[], pd.Timestamp],
-    stop: threading.Event,
-    max_runs: int | None = None,
-    on_report: Callable[[ActualsReport], None] | None = None,
-    poll_s: float = 1.0,
-) -> int:
-    """Run :func:`run_actuals` at every ``actuals_interval_min`` boundary of ``clock`` until ``stop``."""
-    from bikeshare.inference.schedule import run_periodically
-
-    def job(now: pd.Timestamp) -> None:
-        report = run_actuals(lake=lake, settings=settings, now=now)
-        if on_report is not None:
-            on_report(report)
-
-    return run_periodically(
-        job,
-        interval_min=settings.actuals_interval_min,
-        clock=clock,
-        stop=stop,
-        max_runs=max_runs,
-        poll_s=poll_s,
-        name="actuals",
     )
 
 

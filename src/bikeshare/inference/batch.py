@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -559,40 +558,6 @@ def batch_success_rate(
         ok=int(counts.get(Status.OK, 0)),
         failed=int(counts.get(Status.FAILED, 0)),
         skipped=int(counts.get(Status.SKIPPED, 0)),
-    )
-
-
-def run_inference_loop(
-    *,
-    lake: Lake,
-    endpoint: EndpointClient,
-    settings: Settings,
-    clock: Callable[[], pd.Timestamp],
-    stop: threading.Event,
-    aliases: Sequence[str] = ("production",),
-    alias_endpoints: Mapping[str, EndpointClient] | None = None,
-    max_batches: int | None = None,
-    on_record: Callable[[BatchRecord], None] | None = None,
-    poll_s: float = 1.0,
-) -> int:
-    """Run a batch at every ``infer_interval_min`` boundary of ``clock`` until ``stop`` (an Event) is set."""
-    from bikeshare.inference.schedule import run_periodically
-
-    def job(now: pd.Timestamp) -> None:
-        result = run_inference_batch(
-            lake=lake, endpoint=endpoint, settings=settings, now=now, aliases=aliases, alias_endpoints=alias_endpoints
-        )
-        if on_record is not None:
-            on_record(result)
-
-    return run_periodically(
-        job,
-        interval_min=settings.infer_interval_min,
-        clock=clock,
-        stop=stop,
-        max_runs=max_batches,
-        poll_s=poll_s,
-        name="inference",
     )
 
 

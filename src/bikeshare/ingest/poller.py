@@ -1,4 +1,4 @@
-"""One ingest batch (:func:`ingest_once`) and the polling loop around it (:func:`run_poller`).
+"""One ingest batch (:func:`ingest_once`); the loop around it is the runner's ingest job (orchestration/jobs.py).
 
 A batch: fetch station_status -> parse -> (duplicate? stop) -> refresh station_information,
 system_information and vehicle_types -> normalise -> contract -> write the partition or quarantine
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -515,37 +514,3 @@ def _refresh_information(
     sink.write_information(info, fetched_at=result.fetched_at, batch_id=f"{feed}-{stamp(published)}")
     state.information = info
     notes.append(f"{feed}: new version valid from {published.isoformat()}")
-
-
-def run_poller(
-    *,
-    client: GbfsClient,
-    lake: Lake,
-    settings: Settings,
-    stop: threading.Event,
-    clock: Callable[[], pd.Timestamp] = utc_now,
-    max_batches: int | None = None,
-    on_outcome: Callable[[IngestOutcome], None] | None = None,
-) -> int:
-    """Poll until ``stop`` is set (or ``max_batches`` ran); return the number of batches.
-
-    Waits ``poll_interval_s`` between batches, or the feed's ttl when that is longer. An
-    unexpected error in a batch is logged and the loop goes on.
-    """
-    state = IngestState()
-    batches = 0
-    while not stop.is_set():
-        wait = settings.poll_interval_s
-        try:
-            outcome = ingest_once(client=client, lake=lake, settings=settings, clock=clock, state=state)
-        except Exception:
-            log.exception("ingest batch failed unexpectedly; the poller goes on")
-        else:
-            if on_outcome is not None:
-                on_outcome(outcome)
-            wait = max(wait, outcome.ttl_s or 0.0)
-        batches += 1
-        if max_batches is not None and batches >= max_batches:
-            break
-        stop.wait(wait)
-    return batches

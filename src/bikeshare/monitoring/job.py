@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -314,46 +313,6 @@ def run_monitor(
         duration_s=duration,
         status=status,
         paths=paths,
-    )
-
-
-def run_monitor_loop(
-    *,
-    lake: Lake,
-    settings: Settings,
-    clock: Callable[[], pd.Timestamp],
-    stop: threading.Event,
-    endpoint_metrics_source: MetricsSource | None = None,
-    sinks: Sequence[Sink] | None = None,
-    max_runs: int | None = None,
-    on_result: Callable[[MonitorResult], None] | None = None,
-    poll_s: float = 1.0,
-) -> int:
-    """Run the monitor at every ``monitor_interval_min`` boundary of ``clock`` until ``stop`` is set."""
-    from bikeshare.inference.schedule import run_periodically
-
-    rules = load_rules(settings.alert_rules_path)  # a bad rules file stops the loop before its first run
-
-    def job(now: pd.Timestamp) -> None:
-        result = run_monitor(
-            lake=lake,
-            settings=settings,
-            now=now,
-            endpoint_metrics_source=endpoint_metrics_source,
-            sinks=sinks,
-            rules=rules,
-        )
-        if on_result is not None:
-            on_result(result)
-
-    return run_periodically(
-        job,
-        interval_min=settings.monitor_interval_min,
-        clock=clock,
-        stop=stop,
-        max_runs=max_runs,
-        poll_s=poll_s,
-        name="monitor",
     )
 
 

@@ -17,6 +17,8 @@ from typing import Protocol
 import httpx
 import pandas as pd
 
+from bikeshare.utc import parse_utc
+
 log = logging.getLogger(__name__)
 
 
@@ -144,3 +146,32 @@ class ReplayClock:
             real = self.resync_s if reading.paused else remaining_virtual / reading.speed
             stop.wait(max(0.001, min(real, self.resync_s)))
         return False
+
+
+class FixedClock:
+    """A clock stopped at ``at``: one run "as of" a chosen time (``--at`` with ``--once``)."""
+
+    name = "fixed"
+
+    def __init__(self, at: pd.Timestamp) -> None:
+        self.at = at
+
+    def now(self) -> pd.Timestamp:
+        return self.at
+
+    def wait_until(self, when: pd.Timestamp, stop: threading.Event) -> bool:
+        if when <= self.at:
+            return not stop.is_set()
+        stop.wait()  # time never moves on: only a stop ends the wait
+        return False
+
+
+def job_clock(*, replay_url: str | None, at: str | None, once: bool) -> JobClock:
+    """The clock of a job: a fixed ``at`` (one run only), a replay server's virtual clock, or the wall clock."""
+    if at is not None:
+        if not once:
+            raise ValueError("--at needs --once: a fixed time cannot drive a loop")
+        return FixedClock(parse_utc(at, what="--at"))  # typed by a person: without Z or an offset it is UTC
+    if replay_url is not None:
+        return ReplayClock(replay_url)
+    return WallClock()

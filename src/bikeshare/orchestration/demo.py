@@ -33,7 +33,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -675,14 +675,3 @@ def _markdown(frame: pd.DataFrame) -> str:
 
 def _demote_headings(text: str) -> str:
     return "\n".join("##" + line if line.startswith("#") else line for line in text.splitlines())
-
-
-@contextlib.contextmanager
-def signals_set(stop: threading.Event) -> Iterator[None]:
-    """SIGINT and SIGTERM set ``stop`` while inside (the previous handlers come back after)."""
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -21,8 +21,9 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -32,6 +33,12 @@ from bikeshare.orchestration.records import JobOutcome, JobRun, JobRunRecorder, 
 from bikeshare.orchestration.runner import Job, JobFn, Runner, RunnerReport
 from bikeshare.orchestration.schedule import Every
 from bikeshare.settings import Settings
+
+if TYPE_CHECKING:
+    from bikeshare.gbfs.client import GbfsClient
+    from bikeshare.inference.endpoint_client import EndpointClient
+    from bikeshare.monitoring.endpoint_metrics import MetricsSource
+    from bikeshare.monitoring.rules import RuleSet
 
 JOB_NAMES: tuple[str, ...] = ("ingest", "infer", "actuals", "monitor", "retrain", "plan")
 
@@ -89,7 +96,7 @@ def standard_jobs(
     builders = {
         "ingest": lambda: _ingest(settings, lake, clock, endpoints.feed_url, resources),
         "infer": lambda: _infer(settings, lake, endpoints.endpoint_url, resources),
-        "actuals": lambda: _actuals(settings, lake),
+        "actuals": lambda: actuals_job(settings=settings, lake=lake),
         "monitor": lambda: _monitor(settings, lake, endpoints.endpoint_url, recorder),
         "retrain": lambda: _retrain(settings, lake),
         "plan": lambda: _plan(settings, lake),
@@ -125,10 +132,16 @@ class RunClock:
 
 def _ingest(settings: Settings, lake: Lake, clock: JobClock, feed_url: str, resources: contextlib.ExitStack) -> JobFn:
     from bikeshare.gbfs.client import GbfsClient
-    from bikeshare.ingest.poller import IngestState, Outcome, ingest_once
 
     run_clock = RunClock(clock)
     client = resources.enter_context(GbfsClient.from_settings(settings, discovery_url=feed_url, utc_now=run_clock.now))
+    return ingest_job(settings=settings, lake=lake, client=client, run_clock=run_clock)
+
+
+def ingest_job(*, settings: Settings, lake: Lake, client: GbfsClient, run_clock: RunClock) -> JobFn:
+    """One ingest batch per run, through ``client`` (whose ``utc_now`` is ``run_clock.now``)."""
+    from bikeshare.ingest.poller import IngestState, Outcome, ingest_once
+
     state = IngestState()
 
     def run(now: pd.Timestamp, stop: threading.Event) -> JobOutcome:
@@ -148,13 +161,26 @@ def _ingest(settings: Settings, lake: Lake, clock: JobClock, feed_url: str, reso
 
 
 def _infer(settings: Settings, lake: Lake, endpoint_url: str, resources: contextlib.ExitStack) -> JobFn:
-    from bikeshare.inference.batch import alias_clients, run_inference_batch
+    from bikeshare.inference.batch import alias_clients
     from bikeshare.inference.endpoint_client import EndpointClient
 
-    settings = settings.model_copy(update={"endpoint_url": endpoint_url})
+    settings = settings.with_values(endpoint_url=endpoint_url)
     aliases = served_aliases(settings)
     client = resources.enter_context(EndpointClient.from_settings(settings))
     routes = {alias: resources.enter_context(c) for alias, c in alias_clients(settings, aliases).items()}
+    return infer_job(settings=settings, lake=lake, client=client, aliases=aliases, routes=routes)
+
+
+def infer_job(
+    *,
+    settings: Settings,
+    lake: Lake,
+    client: EndpointClient,
+    aliases: Sequence[str],
+    routes: Mapping[str, EndpointClient],
+) -> JobFn:
+    """One inference batch per run: the served alias (first) and its shadows, through ``client``."""
+    from bikeshare.inference.batch import run_inference_batch
 
     def run(now: pd.Timestamp, stop: threading.Event) -> JobOutcome:
         record = run_inference_batch(
@@ -173,7 +199,8 @@ def _infer(settings: Settings, lake: Lake, endpoint_url: str, resources: context
     return run
 
 
-def _actuals(settings: Settings, lake: Lake) -> JobFn:
+def actuals_job(*, settings: Settings, lake: Lake) -> JobFn:
+    """One join of the predictions whose horizon has passed per run."""
     from dataclasses import asdict
 
     from bikeshare.inference.actuals import run_actuals
@@ -187,11 +214,24 @@ def _actuals(settings: Settings, lake: Lake) -> JobFn:
 
 
 def _monitor(settings: Settings, lake: Lake, endpoint_url: str, recorder: JobRunRecorder) -> JobFn:
-    from bikeshare.monitoring.job import endpoint_source, run_monitor
+    from bikeshare.monitoring.job import endpoint_source
     from bikeshare.monitoring.rules import load_rules
 
     rules = load_rules(settings.alert_rules_path)  # a bad rules file fails at start-up, not hourly
     source = endpoint_source(settings, settings.monitor_endpoint_url or endpoint_url)
+    return monitor_job(settings=settings, lake=lake, source=source, rules=rules, recorder=recorder)
+
+
+def monitor_job(
+    *,
+    settings: Settings,
+    lake: Lake,
+    source: MetricsSource | None,
+    rules: RuleSet,
+    recorder: JobRunRecorder,
+) -> JobFn:
+    """One monitor evaluation per run (scraping ``source`` unless None), after flushing the run records."""
+    from bikeshare.monitoring.job import run_monitor
 
     def run(now: pd.Timestamp, stop: threading.Event) -> JobOutcome:
         recorder.flush()  # the monitor reads job_runs of its window
@@ -246,9 +286,9 @@ def run_loop(
     on_run: Callable[[JobRun], None] | None = None,
 ) -> RunnerReport:
     """Run the standard jobs (``names``, default ``run_jobs``) on ``clock`` until ``stop`` or ``until``."""
-    recorder = JobRunRecorder(lake, city=settings.city, flush_s=settings.run_record_flush_s)
-    with contextlib.ExitStack() as resources:
-        jobs = standard_jobs(
+
+    def build(recorder: JobRunRecorder, resources: contextlib.ExitStack) -> list[Job]:
+        return standard_jobs(
             names=settings.run_jobs if names is None else names,
             settings=settings,
             lake=lake,
@@ -257,8 +297,28 @@ def run_loop(
             recorder=recorder,
             resources=resources,
         )
+
+    return run_jobs(build, settings=settings, lake=lake, clock=clock, stop=stop, until=until, on_run=on_run)
+
+
+def run_jobs(
+    build: Callable[[JobRunRecorder, contextlib.ExitStack], Sequence[Job]],
+    *,
+    settings: Settings,
+    lake: Lake,
+    clock: JobClock,
+    stop: threading.Event,
+    until: pd.Timestamp | None = None,
+    on_run: Callable[[JobRun], None] | None = None,
+) -> RunnerReport:
+    """Run the jobs ``build(recorder, resources)`` returns on one :class:`Runner` until ``stop`` or ``until``.
+
+    ``recorder`` writes the runs to ``job_runs``; what the jobs enter into ``resources`` is closed after.
+    """
+    recorder = JobRunRecorder(lake, city=settings.city, flush_s=settings.run_record_flush_s)
+    with contextlib.ExitStack() as resources:
         runner = Runner(
-            jobs,
+            build(recorder, resources),
             clock=clock,
             recorder=recorder,
             stop=stop,

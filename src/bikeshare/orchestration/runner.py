@@ -5,10 +5,13 @@ runs, and records the run (status, wall duration, lag on the job clock) in ``job
 that raises is recorded ``failed`` and keeps its schedule; it never stops another job, since each
 job has its own thread. A job never overlaps itself: a run that overruns makes the next one late.
 
-Stopping (``stop`` set by SIGINT/SIGTERM, or the clock passing ``until``): no new run starts; a
-running job is given ``stop_timeout_s`` real seconds to finish (long jobs see ``stop`` and end
-early), after which it is abandoned (its thread is a daemon) and reported; buffered run records
-are written in either case.
+This is the one loop of the project: ``bikeshare run`` runs every job on it, and ``bikeshare
+ingest``, ``infer``, ``actuals`` and ``monitor`` without ``--once`` run it with one job.
+
+Stopping (``stop`` set by SIGINT/SIGTERM through :func:`~bikeshare.orchestration.signals.stop_on_signals`,
+or the clock passing ``until``): no new run starts; a running job is given ``stop_timeout_s`` real
+seconds to finish (long jobs see ``stop`` and end early), after which it is abandoned (its thread
+is a daemon) and reported; buffered run records are written in either case.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -39,6 +42,22 @@ class Job:
     name: str
     every: Every
     run: JobFn
+
+    def announcing(self, say: Callable[[str], None]) -> Job:
+        """The same job, also passing each run's message to ``say`` (a command printing its runs)."""
+        inner = self.run
+
+        def run(now: pd.Timestamp, stop: threading.Event) -> JobOutcome | None:
+            outcome = inner(now, stop)
+            if outcome is not None and outcome.message:
+                say(outcome.message)
+            return outcome
+
+        return replace(self, run=run)
+
+    def starting_at_once(self) -> Job:
+        """The same job, also run when the runner starts (a one-job command does its first run at once)."""
+        return replace(self, every=replace(self.every, at_start=True))
 
 
 @dataclass
@@ -139,18 +158,21 @@ class Runner:
             self.report.stopped_at = None
         self.report.wall_s = time.monotonic() - getattr(self, "_wall", time.monotonic())
 
+    def _stopping(self) -> bool:
+        return self._halt.is_set() or self.stop.is_set()
+
     def _loop(self, job: Job) -> None:
         try:
             due = first_due(self.clock.now(), job.every)
         except Exception:
             log.exception("job %s cannot read the clock; it does not run", job.name)
             return
-        while not self._halt.is_set():
+        while not self._stopping():
             if self.until is not None and due >= self.until:
                 return
             try:
-                if not self.clock.wait_until(due, self._halt):
-                    return
+                if not self.clock.wait_until(due, self._halt) or self._stopping():
+                    return  # once stopped, no new run starts (not even in the moment before the shutdown)
                 started = self.clock.now()
             except Exception:
                 log.exception("job %s cannot read the clock; retrying", job.name)

@@ -1,0 +1,98 @@
+"""The Typer app, the settings built once by its callback, and the process's :class:`Resources`.
+
+Stage modules (and the resources builder, which opens the lake) are imported inside the commands
+so that ``bikeshare --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from bikeshare.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from bikeshare.orchestration.clocks import JobClock
+    from bikeshare.resources import Resources
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="MLOps loop for bike-share stock-out prediction.")
+
+
+@dataclass
+class CliState:
+    """What the callback keeps on the root context: the settings, and the resources once built."""
+
+    settings: Settings
+    resources: Resources | None = None
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML file of settings (or set BIKESHARE_CONFIG).")
+    ] = None,
+) -> None:
+    """Settings come from BIKESHARE_* variables, .env, and an optional TOML config file."""
+    ctx.obj = CliState(load_settings(config))
+
+
+def _state(ctx: typer.Context) -> CliState:
+    state = ctx.find_root().obj
+    if not isinstance(state, CliState):  # pragma: no cover - the callback always runs first
+        raise RuntimeError("settings were not initialised")
+    return state
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    """The settings built once by the app callback."""
+    return _state(ctx).settings
+
+
+def resources_of(
+    ctx: typer.Context,
+    *,
+    settings: Settings | None = None,
+    replay_url: str | None = None,
+    clock: JobClock | None = None,
+) -> Resources:
+    """The adapters of this process, built on first use from ``settings`` (default: the callback's)
+    and closed when the command ends. A command passes a changed setting as
+    ``settings_of(ctx).with_values(...)``, and a replay server or fixed clock, on that first call."""
+    from bikeshare.resources import Resources
+
+    state = _state(ctx)
+    if state.resources is None:
+        state.resources = Resources.build(settings or state.settings, replay_url=replay_url, clock=clock)
+        ctx.find_root().call_on_close(state.resources.close)
+    return state.resources
+
+
+def registry_failure(exc: Exception) -> typer.Exit:
+    """Print why a registry command could not run; exit 3 if the store is unreachable, else 2."""
+    from bikeshare.registry.client import RegistryUnavailable
+
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(code=3 if isinstance(exc, RegistryUnavailable) else 2)
+
+
+def parse_time(text: str | None, *, hint: str | None = None) -> pd.Timestamp | None:
+    """An ISO time option (UTC unless it has an offset), None when not given; a bad one is a usage error."""
+    if text is None:
+        return None
+    from bikeshare.weather.job import parse_utc
+
+    try:
+        return parse_utc(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=hint) from exc
+
+
+def window_options(start: str | None, end: str | None) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """The ``--start``/``--end`` window of a command."""
+    return parse_time(start), parse_time(end)

@@ -1,0 +1,110 @@
+"""Lake commands: SQL over the views, the feed ingest (one batch, or the runner with one job), backfill."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bikeshare.cli.app import app, resources_of, settings_of
+
+
+@app.command()
+def sql(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help="A DuckDB query over the lake's views.")],
+    fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+) -> None:
+    """Run SQL over the lake (views: station_status, station_information, ingest_log, ...)."""
+    import duckdb
+
+    from bikeshare.lake.views import ReadOnlyQueryError, read_only_frame
+
+    con = resources_of(ctx).lake.connect_read_only()
+    try:
+        frame = read_only_frame(con, query)
+    except (duckdb.Error, ReadOnlyQueryError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="QUERY") from exc
+    if fmt == "csv":
+        typer.echo(frame.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        typer.echo(frame.to_json(orient="records", date_format="iso"))
+    else:
+        typer.echo(frame.to_string(index=False) if len(frame) else "(no rows)")
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    feed: Annotated[str | None, typer.Option("--feed", help="gbfs.json URL; default: the feed_url setting.")] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Run one batch and exit (status 1 when the fetch failed).")
+    ] = False,
+    replay_clock: Annotated[
+        bool,
+        typer.Option("--replay-clock", help="Time batches by the replay server's virtual clock (feed = a replay)."),
+    ] = False,
+) -> None:
+    """Poll the GBFS feed into the lake every poll_interval_s (never faster than its ttl); Ctrl-C stops."""
+    from bikeshare.ingest.poller import Outcome, ingest_once
+    from bikeshare.orchestration.jobs import RunClock, ingest_job, run_jobs, schedules
+    from bikeshare.orchestration.runner import Job
+    from bikeshare.orchestration.signals import stop_on_signals
+
+    settings = settings_of(ctx)
+    url = feed or settings.feed_url or ""
+    resources = resources_of(ctx, replay_url=url.rsplit("/", 1)[0] if replay_clock else None)
+    run_clock = RunClock(resources.clock)
+    try:
+        client = resources.feed_client(discovery_url=feed, utc_now=run_clock.now)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--feed") from exc
+    lake = resources.lake
+    with client:
+        if once:
+            outcome = ingest_once(client=client, lake=lake, settings=settings, clock=run_clock.now)
+            typer.echo(outcome.summary())
+            if outcome.outcome == Outcome.FETCH_FAILED:
+                raise typer.Exit(1)
+            return
+        typer.echo(
+            f"polling {client.discovery_url} every {settings.poll_interval_s:g}s into {lake.root} (Ctrl-C stops)"
+        )
+        job = Job("ingest", schedules(settings)["ingest"], ingest_job(settings=settings, lake=lake, client=client,
+                                                                      run_clock=run_clock))  # fmt: skip
+        with stop_on_signals() as stop:
+            report = run_jobs(
+                lambda _recorder, _stack: [job.announcing(typer.echo)],
+                settings=settings,
+                lake=lake,
+                clock=resources.clock,
+                stop=stop,
+            )
+    typer.echo(f"stopped after {report.count('ingest')} batches")
+
+
+@app.command("backfill")
+def backfill_command(
+    ctx: typer.Context,
+    recording: Annotated[
+        Path | None,
+        typer.Option("--recording", help="Recording folder; default: recording_path, else the shipped slice."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Threads writing partitions; default: backfill_workers.")
+    ] = None,
+) -> None:
+    """Write a whole recording into the lake through the same contract and layout as ingest."""
+    from bikeshare.gbfs.recording import Recording, RecordingError, default_recording_path
+    from bikeshare.ingest.backfill import backfill
+
+    settings = settings_of(ctx)
+    path = recording or settings.recording_path or default_recording_path()
+    try:
+        opened = Recording.open(path)
+    except RecordingError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--recording") from exc
+    lake = resources_of(ctx).lake
+    report = backfill(recording=opened, lake=lake, settings=settings, workers=workers or settings.backfill_workers)
+    typer.echo(f"backfill of {path} into {lake.root}: {report.summary()}")
