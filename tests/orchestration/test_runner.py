@@ -311,3 +311,42 @@ def test_bikeshare_run_stops_cleanly_on_sigterm(settings: Settings, lake: Lake) 
     assert rows.loc[rows["job"] == "ingest", "status"].eq("ok").all()
     printed = [m.group(1) for m in map(RUN_LINE.match, text.splitlines()) if m]
     assert sorted(rows["job"]) == sorted(printed)  # every run printed was recorded
+
+
+def test_bikeshare_monitor_without_once_is_a_one_job_runner_stopped_by_sigterm(settings: Settings, lake: Lake) -> None:
+    """``bikeshare monitor`` (no --once) in a child process on a paused replay clock: the runner's first
+    run happens at once and prints the monitor's summary; SIGTERM stops it with exit 0 and its run recorded."""
+    from bikeshare.gbfs.recording import Recording, default_recording_path
+    from bikeshare.gbfs.replay import ReplayServer
+
+    env = {
+        **os.environ,
+        "BIKESHARE_CITY": settings.city,
+        "BIKESHARE_LAKE_URI": settings.lake_uri,
+        "BIKESHARE_STATE_DIR": str(settings.state_dir),
+        "BIKESHARE_WEATHER_ENABLED": "false",
+    }
+    env.pop("BIKESHARE_CONFIG", None)
+    start = pd.Timestamp("2023-03-08T12:00Z")
+    with ReplayServer(Recording.open(default_recording_path()), start=start, paused=True, port=0) as replay:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "bikeshare", "monitor", "--no-endpoint", "--replay-clock", replay.url],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert child.stdout is not None
+        lines: list[str] = []
+        for line in child.stdout:
+            lines.append(line)
+            if line.startswith("monitor 2023-03-08T12:00Z"):  # the first run's summary
+                child.send_signal(signal.SIGTERM)
+                break
+        out, _ = child.communicate(timeout=60)
+    text = "".join(lines) + out
+    assert child.returncode == 0, text
+    assert f"monitoring {settings.lake_uri} every 60 min (Ctrl-C stops)" in text
+    assert text.strip().splitlines()[-1] == "stopped after 1 runs", text
+    rows = job_runs(lake, settings.city)
+    assert rows["job"].tolist() == ["monitor"] and rows["status"].tolist() == ["ok"]

@@ -15,9 +15,13 @@ import typer
 from bikeshare.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pandas as pd
 
     from bikeshare.orchestration.clocks import JobClock
+    from bikeshare.orchestration.records import JobRunRecorder
+    from bikeshare.orchestration.runner import Job, RunnerReport
     from bikeshare.resources import Resources
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="MLOps loop for bike-share stock-out prediction.")
@@ -71,6 +75,22 @@ def resources_of(
         state.resources = Resources.build(settings or state.settings, replay_url=replay_url, clock=clock)
         ctx.find_root().call_on_close(state.resources.close)
     return state.resources
+
+
+def run_one_job(resources: Resources, build: Callable[[JobRunRecorder], Job]) -> RunnerReport:
+    """The loop of a job command without ``--once``: the runner with one job (first run at once, each
+    run's summary printed) on the resources' clock, until SIGINT/SIGTERM."""
+    from bikeshare.orchestration.jobs import run_jobs
+    from bikeshare.orchestration.signals import stop_on_signals
+
+    with stop_on_signals() as stop:
+        return run_jobs(
+            lambda recorder, _stack: [build(recorder).starting_at_once().announcing(typer.echo)],
+            settings=resources.settings,
+            lake=resources.lake,
+            clock=resources.clock,
+            stop=stop,
+        )
 
 
 def registry_failure(exc: Exception) -> typer.Exit:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bikeshare.cli.app import app, resources_of, settings_of
+from bikeshare.cli.app import app, resources_of, run_one_job, settings_of
 
 
 @app.command()
@@ -48,9 +48,8 @@ def ingest(
 ) -> None:
     """Poll the GBFS feed into the lake every poll_interval_s (never faster than its ttl); Ctrl-C stops."""
     from bikeshare.ingest.poller import Outcome, ingest_once
-    from bikeshare.orchestration.jobs import RunClock, ingest_job, run_jobs, schedules
+    from bikeshare.orchestration.jobs import RunClock, ingest_job, schedules
     from bikeshare.orchestration.runner import Job
-    from bikeshare.orchestration.signals import stop_on_signals
 
     settings = settings_of(ctx)
     url = feed or settings.feed_url or ""
@@ -71,16 +70,8 @@ def ingest(
         typer.echo(
             f"polling {client.discovery_url} every {settings.poll_interval_s:g}s into {lake.root} (Ctrl-C stops)"
         )
-        job = Job("ingest", schedules(settings)["ingest"], ingest_job(settings=settings, lake=lake, client=client,
-                                                                      run_clock=run_clock))  # fmt: skip
-        with stop_on_signals() as stop:
-            report = run_jobs(
-                lambda _recorder, _stack: [job.announcing(typer.echo)],
-                settings=settings,
-                lake=lake,
-                clock=resources.clock,
-                stop=stop,
-            )
+        run = ingest_job(settings=settings, lake=lake, client=client, run_clock=run_clock)
+        report = run_one_job(resources, lambda _recorder: Job("ingest", schedules(settings)["ingest"], run))
     typer.echo(f"stopped after {report.count('ingest')} batches")
 
 

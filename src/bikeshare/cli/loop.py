@@ -3,23 +3,18 @@ pipeline, the runner with every job, and the demo."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bikeshare.cli.app import app, parse_time, registry_failure, resources_of, settings_of
+from bikeshare.cli.app import app, parse_time, registry_failure, resources_of, run_one_job, settings_of
 from bikeshare.cli.options import EndpointOpt, ReplayClockOpt
 from bikeshare.enums import Alias, Target
 
 if TYPE_CHECKING:
-    import contextlib
-
     from bikeshare.orchestration.clocks import JobClock
-    from bikeshare.orchestration.records import JobRun, JobRunRecorder
-    from bikeshare.orchestration.runner import Job, RunnerReport
-    from bikeshare.resources import Resources
+    from bikeshare.orchestration.records import JobRun
 
 
 def _job_clock(replay_url: str | None, at: str | None, once: bool) -> JobClock:
@@ -29,18 +24,6 @@ def _job_clock(replay_url: str | None, at: str | None, once: bool) -> JobClock:
         return job_clock(replay_url=replay_url, at=at, once=once)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-
-
-def _run_one_job(resources: Resources, name: str, build: Callable[[JobRunRecorder], Job]) -> RunnerReport:
-    """Run one job on the runner (first run at once, each run's summary printed) until SIGINT/SIGTERM."""
-    from bikeshare.orchestration.jobs import run_jobs
-    from bikeshare.orchestration.signals import stop_on_signals
-
-    def jobs(recorder: JobRunRecorder, _stack: contextlib.ExitStack) -> Sequence[Job]:
-        return [build(recorder).starting_at_once().announcing(typer.echo)]
-
-    with stop_on_signals() as stop:
-        return run_jobs(jobs, settings=resources.settings, lake=resources.lake, clock=resources.clock, stop=stop)
 
 
 @app.command()
@@ -91,7 +74,7 @@ def infer(
             f"into {lake.root} (Ctrl-C stops)"
         )
         run = infer_job(settings=settings, lake=lake, client=client, aliases=aliases, routes=routes)
-        report = _run_one_job(resources, "infer", lambda _recorder: Job("infer", schedules(settings)["infer"], run))
+        report = run_one_job(resources, lambda _recorder: Job("infer", schedules(settings)["infer"], run))
     typer.echo(f"stopped after {report.count('infer')} batches")
 
 
@@ -115,7 +98,7 @@ def actuals(
         return
     typer.echo(f"joining actuals every {settings.actuals_interval_min} min in {lake.root} (Ctrl-C stops)")
     run = actuals_job(settings=settings, lake=lake)
-    report = _run_one_job(resources, "actuals", lambda _recorder: Job("actuals", schedules(settings)["actuals"], run))
+    report = run_one_job(resources, lambda _recorder: Job("actuals", schedules(settings)["actuals"], run))
     typer.echo(f"stopped after {report.count('actuals')} runs")
 
 

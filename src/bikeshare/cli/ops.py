@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bikeshare.cli.app import app, parse_time, resources_of, settings_of
+from bikeshare.cli.app import app, parse_time, resources_of, run_one_job, settings_of
 from bikeshare.cli.options import ReplayClockOpt
+
+if TYPE_CHECKING:
+    from bikeshare.monitoring.store import AlertStore
+    from bikeshare.orchestration.records import JobRunRecorder
+    from bikeshare.orchestration.runner import Job
 
 alerts_app = typer.Typer(no_args_is_help=True, help="Alerts: list, acknowledge, and check the rules file.")
 app.add_typer(alerts_app, name="alerts")
 
 
-def _alert_store(ctx: typer.Context):  # type: ignore[no-untyped-def]  # AlertStore, imported lazily
+def _alert_store(ctx: typer.Context) -> AlertStore:
     from bikeshare.monitoring.store import AlertStore
 
     city = resources_of(ctx).city()
@@ -99,9 +104,8 @@ def monitor(
     from bikeshare.monitoring.job import endpoint_source, run_monitor
     from bikeshare.monitoring.rules import RulesFileError, load_rules
     from bikeshare.orchestration.clocks import job_clock
-    from bikeshare.orchestration.jobs import monitor_job, run_jobs, schedules
+    from bikeshare.orchestration.jobs import monitor_job, schedules
     from bikeshare.orchestration.runner import Job
-    from bikeshare.orchestration.signals import stop_on_signals
 
     settings = settings_of(ctx)
     if endpoint is not None:
@@ -124,12 +128,11 @@ def monitor(
         + " (Ctrl-C stops)"
     )
 
-    def build(recorder, _stack):  # type: ignore[no-untyped-def]
+    def job(recorder: JobRunRecorder) -> Job:
         run = monitor_job(settings=settings, lake=lake, source=source, rules=rules, recorder=recorder)
-        return [Job("monitor", schedules(settings)["monitor"], run).starting_at_once().announcing(typer.echo)]
+        return Job("monitor", schedules(settings)["monitor"], run)
 
-    with stop_on_signals() as stop:
-        report = run_jobs(build, settings=settings, lake=lake, clock=clock, stop=stop)
+    report = run_one_job(resources, job)
     typer.echo(f"stopped after {report.count('monitor')} runs")
 
 
