@@ -12,7 +12,11 @@ plan      every ``rebalance_interval_min`` :func:`~bikeshare.rebalancing.job.pla
 ========  ============================  ==========================================================
 
 Ingest, infer and actuals also run once at start; the others at their boundaries (hourly at :00,
-daily at 00:00 UTC). Every job is idempotent: a slot already scored, a prediction already joined,
+daily at 00:00 UTC). ``bikeshare ingest``, ``infer``, ``actuals`` and ``monitor`` without ``--once``
+run one of these jobs (``ingest_job``, ``infer_job``, ``actuals_job``, ``monitor_job``) through
+:func:`run_jobs`, the same runner, with their first run at once.
+
+Every job is idempotent: a slot already scored, a prediction already joined,
 a plan already stored or a model already registered for the same data is not done again.
 """
 
