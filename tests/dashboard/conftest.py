@@ -22,11 +22,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
 
-from bikeshare.gbfs.recording import INFORMATION_FILE, MANIFEST, STATUS_FILE, Recording, default_recording_path
+from bikeshare.gbfs.recording import Recording, default_recording_path
 from bikeshare.lake.store import Lake, partition_value
 from bikeshare.lake.tables import ENDPOINT_METRICS, JOB_RUNS, Grain
 from bikeshare.settings import Settings
@@ -87,28 +85,6 @@ def free_loopback_port() -> int:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
-
-def cut_recording(src: Recording, dest: Path, *, start: pd.Timestamp, end: pd.Timestamp) -> Recording:
-    """A recording folder with the snapshots of ``src`` whose last_updated is in ``[start, end)``."""
-    dest.mkdir(parents=True, exist_ok=True)
-    table = pq.read_table(src.path / STATUS_FILE)
-    stamps = table.column("last_updated")
-    keep = pc.and_(pc.greater_equal(stamps, start.to_pydatetime()), pc.less(stamps, end.to_pydatetime()))
-    part = table.filter(keep)
-    pq.write_table(part, dest / STATUS_FILE)
-    shutil.copy(src.path / INFORMATION_FILE, dest / INFORMATION_FILE)
-    times = pd.to_datetime(part.column("last_updated").to_pandas(), utc=True)
-    manifest = {
-        **src.manifest,
-        "start": times.min().isoformat(),
-        "end": times.max().isoformat(),
-        "snapshots": int(times.nunique()),
-        "status_rows": part.num_rows,
-        "window_start": start.isoformat(),
-        "window_end": end.isoformat(),
-    }
-    (dest / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    return Recording.open(dest)
 
 
 def fit_run(frame: pd.DataFrame, target: str, *, rounds: int, seed: int) -> TrainingRun:
@@ -317,7 +293,7 @@ def build_world(root: Path, *, mlflow_template: Path | None = None) -> World:
     from bikeshare.registry.promotion import promote
     from bikeshare.registry.tracking import log_training_run
 
-    cut = cut_recording(Recording.open(default_recording_path()), root / "cut", start=CUT_START, end=CUT_END)
+    cut = Recording.open(default_recording_path()).cut(root / "cut", start=CUT_START, end=CUT_END)
     lake_dir, state_dir = root / "lake", root / "state"
     settings = Settings(
         city=CITY,

@@ -212,3 +212,31 @@ def test_recording_import_command(jsonl_cut: Path, tmp_path: Path) -> None:
     assert all(CUT_START <= ts < CUT_START + pd.Timedelta(hours=1) for ts in rec.snapshot_times())
     again = runner.invoke(app, ["recording", "import", str(jsonl_cut), str(dest)])
     assert again.exit_code != 0 and "not empty" in again.output
+
+
+def test_a_cut_holds_the_window_s_snapshots_and_reads_back_like_the_source(shipped: Recording, tmp_path: Path) -> None:
+    cut = shipped.cut(tmp_path / "cut", start=CUT_START, end=CUT_END)
+    times = cut.snapshot_times()
+    source_times = shipped.snapshot_times()
+    expected = source_times[(source_times >= CUT_START) & (source_times < CUT_END)]
+    assert list(times) == list(expected) and len(times) >= 10
+    assert cut.start == times[0] and cut.end == times[-1]
+    assert cut.manifest["snapshots"] == len(times) and cut.city == shipped.city
+    assert cut.manifest["window_start"] == CUT_START.isoformat() and cut.manifest["window_end"] == CUT_END.isoformat()
+    middle = times[len(times) // 2]
+    pd.testing.assert_frame_equal(cut.status_at(middle), shipped.status_at(middle))
+    assert cut.manifest["status_rows"] == sum(len(rows) for _, rows in cut.iter_status())
+    # station_information is copied whole by default, or without the versions issued after the window
+    assert len(cut.information_versions()) == len(shipped.information_versions())
+    blind = shipped.cut(tmp_path / "blind", start=CUT_START, end=CUT_END, later_information=False)
+    versions = [valid_from for valid_from, _ in blind.information_versions()]
+    assert versions and max(versions) < CUT_END < max(v for v, _ in shipped.information_versions())
+    pd.testing.assert_frame_equal(blind.information_at(middle), shipped.information_at(middle))
+
+
+def test_a_cut_refuses_an_empty_or_reversed_window(shipped: Recording, tmp_path: Path) -> None:
+    with pytest.raises(RecordingError, match="no snapshot within"):
+        shipped.cut(tmp_path / "empty", start="2020-01-01T00:00Z", end="2020-01-02T00:00Z")
+    with pytest.raises(ValueError, match="start < end"):
+        shipped.cut(tmp_path / "reversed", start=CUT_END, end=CUT_START)
+    assert not (tmp_path / "empty").exists()

@@ -7,7 +7,6 @@ hours; the rest arrives through a replay server when a test advances the virtual
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 import threading
@@ -19,11 +18,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
 
-from bikeshare.gbfs.recording import INFORMATION_FILE, MANIFEST, STATUS_FILE, Recording, default_recording_path
+from bikeshare.gbfs.recording import Recording, default_recording_path
 from bikeshare.ingest.backfill import backfill
 from bikeshare.lake.store import Lake
 from bikeshare.settings import Settings
@@ -48,28 +45,6 @@ MODEL_FEATURES = (
     "hour_local",
 )
 
-
-def cut_recording(src: Recording, dest: Path, *, start: pd.Timestamp, end: pd.Timestamp) -> Recording:
-    """A recording folder holding the snapshots of ``src`` with ``start <= last_updated < end``."""
-    dest.mkdir(parents=True, exist_ok=True)
-    table = pq.read_table(src.path / STATUS_FILE)
-    stamps = table.column("last_updated")
-    keep = pc.and_(pc.greater_equal(stamps, start.to_pydatetime()), pc.less(stamps, end.to_pydatetime()))
-    part = table.filter(keep)
-    pq.write_table(part, dest / STATUS_FILE)
-    shutil.copy(src.path / INFORMATION_FILE, dest / INFORMATION_FILE)
-    times = pd.to_datetime(part.column("last_updated").to_pandas(), utc=True)
-    manifest = {
-        **src.manifest,
-        "start": times.min().isoformat(),
-        "end": times.max().isoformat(),
-        "snapshots": int(times.nunique()),
-        "status_rows": part.num_rows,
-        "window_start": start.isoformat(),
-        "window_end": end.isoformat(),
-    }
-    (dest / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    return Recording.open(dest)
 
 
 @dataclass
@@ -210,8 +185,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 
     root = tmp_path_factory.mktemp("inference-world")
     shipped = Recording.open(default_recording_path())
-    cut = cut_recording(shipped, root / "cut", start=CUT_START, end=CUT_END)
-    history = cut_recording(shipped, root / "history", start=CUT_START, end=HISTORY_END)
+    cut = shipped.cut(root / "cut", start=CUT_START, end=CUT_END)
+    history = shipped.cut(root / "history", start=CUT_START, end=HISTORY_END)
     state = root / "state"
     settings = settings_for(root / "lake", state)
     lake = Lake.open(settings.lake_uri)

@@ -18,7 +18,7 @@ from bikeshare.ingest.backfill import backfill
 from bikeshare.lake.store import partition_value
 from bikeshare.lake.tables import INFERENCE, QUALITY, STATION_STATUS, Grain
 
-from .conftest import Env, World, cut_recording
+from .conftest import Env, World
 
 SLOT = pd.Timestamp("2023-03-07T16:40Z")
 TARGET = SLOT + pd.Timedelta(minutes=30)
@@ -34,7 +34,7 @@ def _truncate_lake(env: Env, after: pd.Timestamp) -> None:
 
 def _late_recording(world: World, dest: Path, *, start: pd.Timestamp, end: pd.Timestamp, drop: str) -> Recording:
     """The snapshots of ``[start, end)`` without station ``drop`` (it went dark)."""
-    rec = cut_recording(world.cut, dest, start=start, end=end)
+    rec = world.cut.cut(dest, start=start, end=end)
     table = pq.read_table(rec.path / STATUS_FILE)
     pq.write_table(table.filter(pc.not_equal(table.column("station_id"), drop)), rec.path / STATUS_FILE)
     return Recording.open(rec.path)

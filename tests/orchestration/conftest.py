@@ -217,7 +217,6 @@ def loop_world(tmp_path_factory: pytest.TempPathFactory, mlflow_db_template: Pat
     from bikeshare.gbfs.recording import Recording, default_recording_path
     from bikeshare.gbfs.replay import ReplayServer
     from bikeshare.ingest.backfill import backfill
-    from bikeshare.monitoring.drills import cut_recording
     from bikeshare.orchestration.clocks import ReplayClock
     from bikeshare.orchestration.jobs import LoopEndpoints, run_loop
     from bikeshare.orchestration.pipeline import run_pipeline, training_frame
@@ -231,7 +230,7 @@ def loop_world(tmp_path_factory: pytest.TempPathFactory, mlflow_db_template: Pat
     shutil.copyfile(mlflow_db_template, settings.state_dir / "mlflow.db")
     lake = Lake.open(settings.lake_uri)
     shipped = Recording.open(default_recording_path())
-    history = cut_recording(shipped, root / "history", start=HISTORY_START, end=LIVE_START)
+    history = shipped.cut(root / "history", start=HISTORY_START, end=LIVE_START)
     backfill(recording=history, lake=lake, settings=settings, workers=2, clock=lambda: LIVE_START)
 
     client = open_client(settings)

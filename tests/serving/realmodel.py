@@ -9,7 +9,6 @@ not under test here).
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,6 @@ from typing import Any
 import lightgbm
 import numpy as np
 import pandas as pd
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from sklearn.metrics import average_precision_score, brier_score_loss, f1_score, precision_score, recall_score
 
 from bikeshare.features.build import build_features
@@ -38,32 +35,7 @@ FEATURE_NAMES: tuple[str, ...] = tuple(n for n in FEATURES.schema.names if n not
 def cut_recording(dest: Path, *, hours: float, source: Path | None = None) -> Recording:
     """The first ``hours`` of the shipped recording, written as a recording folder at ``dest``."""
     src = Recording.open(source or default_recording_path())
-    cutoff = src.start + pd.Timedelta(hours=hours)
-    dest.mkdir(parents=True)
-    status = pq.read_table(src.path / "station_status.parquet")
-    status = status.filter(pc.less(status["last_updated"], cutoff.to_pydatetime()))
-    pq.write_table(status, dest / "station_status.parquet")
-    info = pq.read_table(src.path / "station_information.parquet")
-    pq.write_table(
-        info.filter(pc.less(info["last_updated"], cutoff.to_pydatetime())), dest / "station_information.parquet"
-    )
-    manifest = dict(src.manifest)
-    last = pd.Timestamp(pc.max(status["last_updated"]).as_py()).tz_convert("UTC")
-    manifest.update(
-        end=last.isoformat(),
-        window_end=cutoff.isoformat(),
-        snapshots=len(pc.unique(status["last_updated"])),
-        status_rows=status.num_rows,
-    )
-    (dest / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    for extra in src.path.iterdir():
-        if extra.is_file() and extra.name not in {
-            "station_status.parquet",
-            "station_information.parquet",
-            "manifest.json",
-        }:
-            shutil.copyfile(extra, dest / extra.name)
-    return Recording.open(dest)
+    return src.cut(dest, start=src.start, end=src.start + pd.Timedelta(hours=hours), later_information=False)
 
 
 def slice_features(work: Path, *, hours: float = 30.0, settings: Settings | None = None) -> pd.DataFrame:

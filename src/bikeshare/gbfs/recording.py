@@ -190,11 +190,6 @@ class Recording:
             raise KeyError(f"no snapshot at or before {stamp.isoformat()} (the recording starts {first})")
         return arrow_to_frame(table.slice(offsets[i], offsets[i + 1] - offsets[i]))
 
-    def snapshot_index_at(self, ts: pd.Timestamp) -> int:
-        """Index of the snapshot in force at ``ts`` (-1 before the first)."""
-        _, times, _ = self._load_status()
-        return int(np.searchsorted(times, _us(ts), side="right")) - 1
-
     def iter_status(
         self,
         start: pd.Timestamp | str | None = None,
@@ -218,6 +213,53 @@ class Recording:
             for i in range(first, last):
                 part = frame.iloc[offsets[i] - base : offsets[i + 1] - base].reset_index(drop=True)
                 yield pd.Timestamp(times[i], unit="us", tz="UTC"), part
+
+    def cut(
+        self,
+        dest: Path,
+        *,
+        start: pd.Timestamp | str,
+        end: pd.Timestamp | str,
+        later_information: bool = True,
+    ) -> Recording:
+        """A recording folder at ``dest`` with the snapshots whose ``start <= last_updated < end``.
+
+        The station_information versions are copied whole; ``later_information=False`` drops the
+        versions issued at or after ``end`` (a cut that knows nothing of its future).
+        """
+        import pyarrow.compute as pc
+
+        lo, hi = to_utc(start), to_utc(end)
+        assert lo is not None and hi is not None
+        if lo >= hi:
+            raise ValueError(f"a cut needs start < end, got {lo.isoformat()}..{hi.isoformat()}")
+        table = pq.read_table(self.path / STATUS_FILE)
+        stamps = table.column("last_updated")
+        kept = table.filter(pc.and_(pc.greater_equal(stamps, lo.to_pydatetime()), pc.less(stamps, hi.to_pydatetime())))
+        if kept.num_rows == 0:
+            raise RecordingError(f"{self.path}: no snapshot within {lo.isoformat()}..{hi.isoformat()}")
+        dest.mkdir(parents=True, exist_ok=True)
+        pq.write_table(kept, dest / STATUS_FILE)
+        if later_information:
+            shutil.copyfile(self.path / INFORMATION_FILE, dest / INFORMATION_FILE)
+        else:
+            information = pq.read_table(self.path / INFORMATION_FILE)
+            pq.write_table(
+                information.filter(pc.less(information.column("last_updated"), hi.to_pydatetime())),
+                dest / INFORMATION_FILE,
+            )
+        times = pd.to_datetime(kept.column("last_updated").to_pandas(), utc=True)
+        manifest = {
+            **self.manifest,
+            "start": times.min().isoformat(),
+            "end": times.max().isoformat(),
+            "snapshots": int(times.nunique()),
+            "status_rows": kept.num_rows,
+            "window_start": lo.isoformat(),
+            "window_end": hi.isoformat(),
+        }
+        (dest / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        return Recording.open(dest)
 
     # --- information -------------------------------------------------------------------------
 

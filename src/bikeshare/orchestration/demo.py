@@ -239,7 +239,6 @@ def run_demo(
     from bikeshare.gbfs.recording import Recording, default_recording_path
     from bikeshare.gbfs.replay import ReplayServer
     from bikeshare.ingest.backfill import backfill
-    from bikeshare.monitoring.drills import cut_recording
     from bikeshare.orchestration.clocks import ReplayClock
     from bikeshare.orchestration.jobs import LoopEndpoints, run_loop
     from bikeshare.orchestration.pipeline import run_pipeline
@@ -274,7 +273,7 @@ def run_demo(
         )
         # 2. backfill the slice before the live start
         t = time.perf_counter()
-        history = cut_recording(recording, workspace / "history", start=recording.start, end=plan.live_start)
+        history = recording.cut(workspace / "history", start=recording.start, end=plan.live_start)
         report = backfill(recording=history, lake=lake, settings=settings, workers=2, clock=lambda: plan.live_start)
         phase("backfill", t)
         say(f"backfill {recording.start:%m-%d %H:%M}..{plan.live_start:%m-%d %H:%M}Z: {report.summary()}")
