@@ -467,37 +467,23 @@ def _forecast_step(
 def _train_and_register(
     frame: pd.DataFrame, *, lake: Lake, client: MlflowClient, settings: Settings, target: str, key: str
 ) -> str:
-    from bikeshare.monitoring.model_baselines import store_baselines, training_baselines
-    from bikeshare.registry.client import model_name, reachable, uri_of
-    from bikeshare.registry.tracking import log_training_run
-    from bikeshare.training.train import train_model
+    from bikeshare.registry.candidate import CandidateTrainingError, register_candidate
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     artifacts = settings.state_dir / "training" / f"pipeline-{settings.city}-{target}-{stamp}"
     try:
-        result = train_model(frame, target=target, settings=settings, artifacts_dir=artifacts)
-    except ValueError as exc:
-        raise PipelineError(f"{target}: {exc}") from exc
-    logged = log_training_run(client=client, result=result, settings=settings, input_example=frame.head(5))
-    if logged.version is None:  # pragma: no cover - register=True always registers
-        raise RuntimeError("the training run was not registered")
-    version = str(logged.version.version)
-    name = model_name(settings.city, target)
-    with reachable(uri_of(client)):
-        client.set_model_version_tag(name, version, PIPELINE_KEY_TAG, key)
-    baselines = training_baselines(frame, bundle=result.bundle, split=result.split, target=target, settings=settings)
-    store_baselines(
-        lake=lake,
-        baselines=baselines,
-        city=settings.city,
-        model_name=name,
-        model_version=version,
-        target=target,
-        created_at=datetime.now(UTC),
-        client=client,
-        run_id=logged.run_id,
-    )
-    return version
+        candidate = register_candidate(
+            frame,
+            target=target,
+            lake=lake,
+            client=client,
+            settings=settings,
+            artifacts_dir=artifacts,
+            tags={PIPELINE_KEY_TAG: key},
+        )
+    except CandidateTrainingError as exc:
+        raise PipelineError(str(exc)) from exc
+    return candidate.version
 
 
 def _run_metrics(client: MlflowClient, run_id: str) -> dict[str, float]:
