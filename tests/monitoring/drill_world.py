@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from bikeshare.lake.store import Lake
-from bikeshare.monitoring.drills import DrillPlan, DrillWorld, drill_settings, prepare_world
+from bikeshare.orchestration.drills import DrillPlan, DrillWorld, drill_settings, prepare_world
 from bikeshare.settings import Settings
 
 # Noon in San Francisco: training (07:00-12:00 local) and the live hours that follow are daytime.
@@ -53,6 +53,6 @@ def copy_world(world: DrillWorld, dest: Path, **settings_overrides: object) -> W
     """A private copy of the world's lake and MLflow store, with settings pointing at it."""
     shutil.copytree(world.root / "lake", dest / "lake")
     shutil.copytree(world.root / "state", dest / "state")
-    settings = drill_settings(world.settings, dest, city=world.settings.city).model_copy(update=settings_overrides)
+    settings = drill_settings(world.settings, dest, city=world.settings.city).with_values(**settings_overrides)
     copy = DrillWorld(root=dest, settings=settings, recording=world.recording, model_versions=world.model_versions)
     return WorldCopy(settings=settings, lake=Lake.open(settings.lake_uri), world=copy)

@@ -13,7 +13,7 @@ import pytest
 from bikeshare.gbfs.recording import Recording, default_recording_path
 from bikeshare.gbfs.replay import ReplayServer
 from bikeshare.lake.tables import INGEST_LOG
-from bikeshare.monitoring.drills import DETECTION_GOAL_CYCLES, DrillPlan, DrillWorld, FeedShiftProxy, run_drill
+from bikeshare.orchestration.drills import DETECTION_GOAL_CYCLES, DrillPlan, DrillWorld, FeedShiftProxy, run_drill
 from bikeshare.monitoring.sinks import EmailSink, LogSink, WebhookSink
 from bikeshare.monitoring.store import AlertStore
 
