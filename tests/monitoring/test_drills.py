@@ -13,9 +13,9 @@ import pytest
 from bikeshare.gbfs.recording import Recording, default_recording_path
 from bikeshare.gbfs.replay import ReplayServer
 from bikeshare.lake.tables import INGEST_LOG
-from bikeshare.orchestration.drills import DETECTION_GOAL_CYCLES, DrillPlan, DrillWorld, FeedShiftProxy, run_drill
 from bikeshare.monitoring.sinks import EmailSink, LogSink, WebhookSink
 from bikeshare.monitoring.store import AlertStore
+from bikeshare.orchestration.drills import DETECTION_GOAL_CYCLES, DrillPlan, DrillWorld, FeedShiftProxy, run_drill
 
 from .conftest import HttpReceiver, SmtpInbox
 from .drill_world import WORLD_START, copy_world, drill_world, world_plan  # noqa: F401 - the fixture

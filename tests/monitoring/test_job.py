@@ -19,9 +19,9 @@ from bikeshare.gbfs.replay import ReplayServer
 from bikeshare.lake.tables import INFERENCE, INGEST_LOG
 from bikeshare.monitoring.baseline import baselines_from_json
 from bikeshare.monitoring.drift import PREDICTION_FEATURE, psi
-from bikeshare.orchestration.drills import DrillWorld, ReplayLoop, ThreadedEndpoint
 from bikeshare.monitoring.model_baselines import BASELINE_ARTIFACT, training_baselines
 from bikeshare.monitoring.store import AlertStore, read_baselines
+from bikeshare.orchestration.drills import DrillWorld, ReplayLoop, ThreadedEndpoint
 from bikeshare.registry.client import model_name, open_client
 from bikeshare.serving.models import RegistryModelProvider
 from bikeshare.settings import Settings

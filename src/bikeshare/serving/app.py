@@ -381,8 +381,7 @@ def create_app(
     def ack(
         alert_id: Annotated[str, Path(min_length=1, max_length=200)], request_body: dict[str, Any] | None = None
     ) -> Response:
-        from bikeshare.monitoring.alerts import AlertStateError
-        from bikeshare.monitoring.store import AlertNotFoundError, AlertStore, ack_alert
+        from bikeshare.monitoring.acks import AlertNotFoundError, AlertStateError, AlertStore, ack_alert
 
         by = (request_body or {}).get("by")
         if not isinstance(by, str) or not by.strip():
