@@ -26,10 +26,6 @@ class PageContext:
     tz: str
     system_name: str | None
 
-    @property
-    def tz_label(self) -> str:
-        return f"time ({self.tz})"
-
     def local(self, values: pd.Series | pd.Timestamp | datetime | None) -> pd.Series | pd.Timestamp | None:
         """UTC instants in the system's time zone (a Series, or one timestamp)."""
         if values is None:
@@ -85,15 +81,6 @@ def _registry_loader(tracking_uri: str, city: str, max_age_s: float, _settings: 
 def registry_loader(settings: Settings) -> RegistryLoader:
     """The process's background reader of the MLflow registry for this store and city."""
     return _registry_loader(settings.tracking_uri, settings.city, max(settings.dashboard_cache_ttl_s, 60.0), settings)
-
-
-def local_columns(ctx: PageContext, frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """A copy of ``frame`` with the named UTC columns in local time (columns it lacks are skipped)."""
-    out = frame.copy()
-    for name in columns:
-        if name in out.columns:
-            out[name] = ctx.local(out[name])
-    return out
 
 
 def operator_name() -> str:

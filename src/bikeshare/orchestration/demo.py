@@ -217,12 +217,6 @@ def wait_http(url: str, *, child: Child, timeout_s: float, ok: Callable[[httpx.R
     raise DemoError(f"the {child.name} did not answer {url} within {timeout_s:.0f} s; see {child.log_path}")
 
 
-def serving_versions(endpoint: str) -> dict[str, dict[str, str]]:
-    """alias -> target -> version the endpoint has loaded (its /healthz)."""
-    doc = httpx.get(f"{endpoint}/healthz", timeout=5.0).json()
-    return {alias: {t: m["version"] for t, m in models.items()} for alias, models in doc.get("models", {}).items()}
-
-
 # --- the run ------------------------------------------------------------------------------------
 
 

@@ -18,7 +18,6 @@ the model above only supplies the change a move makes (clipped so that probabili
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -217,9 +216,3 @@ def compute_need(stations: pd.DataFrame, forecast: pd.DataFrame, params: NeedPar
         }
     )
     return out, curves
-
-
-def value_at(curve: np.ndarray, arrival_min: float, step_min: int) -> float:
-    """Avoided stockout minutes of one avoided curve (see :meth:`Curves.avoided_curves`) at an arrival."""
-    col = min(math.floor(max(arrival_min, 0.0) / step_min + 1e-9), len(curve) - 1)
-    return float(curve[col])
