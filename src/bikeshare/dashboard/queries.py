@@ -183,7 +183,10 @@ class LakeReader:
 
 @st.cache_resource(show_spinner=False)
 def _open_reader(lake_uri: str, s3_endpoint_url: str | None) -> LakeReader:
-    return LakeReader(Lake.open(lake_uri, s3_endpoint_url=s3_endpoint_url))
+    from bikeshare.resources import Resources
+    from bikeshare.settings import load_settings
+
+    return LakeReader(Resources.build(load_settings(lake_uri=lake_uri, s3_endpoint_url=s3_endpoint_url)).lake)
 
 
 def reader(src: Source, epoch: int) -> LakeReader:

@@ -233,10 +233,9 @@ def run_demo(
     from bikeshare.gbfs.recording import Recording, default_recording_path
     from bikeshare.gbfs.replay import ReplayServer
     from bikeshare.ingest.backfill import backfill
-    from bikeshare.orchestration.clocks import ReplayClock
     from bikeshare.orchestration.jobs import LoopEndpoints, run_loop
     from bikeshare.orchestration.pipeline import run_pipeline
-    from bikeshare.registry.client import open_client
+    from bikeshare.resources import Resources
 
     stop = stop or threading.Event()
     workspace = base.demo_dir.resolve()
@@ -245,7 +244,6 @@ def run_demo(
         shutil.rmtree(workspace)
     workspace.mkdir(parents=True, exist_ok=True)
     settings = demo_settings(base, workspace=workspace)
-    lake = Lake.open(settings.lake_uri)
     recording = Recording.open(settings.recording_path or default_recording_path())
     plan = DemoPlan.from_settings(settings, recording_start=recording.start, recording_end=recording.end)
     timings: dict[str, float] = {}
@@ -261,6 +259,9 @@ def run_demo(
         replay = ReplayServer(recording, speed=base.demo_speed, start=plan.live_start, paused=True, port=0)
         replay.start()
         children.callback(replay.stop)
+        resources = Resources.build(settings, replay_url=replay.url)  # the jobs schedule on the replay clock
+        children.callback(resources.close)
+        lake, clock = resources.lake, resources.clock
         say(
             f"replay server {replay.url} serving {recording.path.name} from {plan.live_start:%Y-%m-%d %H:%M}Z "
             f"at {base.demo_speed:g}x (paused during set-up)"
@@ -273,7 +274,7 @@ def run_demo(
         say(f"backfill {recording.start:%m-%d %H:%M}..{plan.live_start:%m-%d %H:%M}Z: {report.summary()}")
         # 3. pipeline: features, both targets, gate, staging
         t = time.perf_counter()
-        client = open_client(settings)
+        client = resources.registry()
         result = run_pipeline(lake=lake, client=client, settings=settings, end=plan.live_start, progress=say)
         phase("pipeline", t)
         say(result.summary())
@@ -298,8 +299,6 @@ def run_demo(
         wait_http(f"{endpoint_url}/healthz", child=endpoint, timeout_s=120, ok=lambda r: r.status_code in (200, 503))
         phase("endpoint_start", t)
         say(f"endpoint {endpoint_url} up (log {endpoint.log_path})")
-        clock = ReplayClock(replay.url)
-        children.callback(clock.close)
         endpoints = LoopEndpoints(feed_url=replay.discovery_url, endpoint_url=endpoint_url)
 
         def show(run: object) -> None:
@@ -311,7 +310,7 @@ def run_demo(
             f"staging soak: {', '.join(SOAK_JOBS)} on the replay clock {plan.live_start:%H:%M}..{plan.soak_end:%H:%M}Z "
             f"(staging served, {settings.staging_min_online_hours:g} h of online quality needed)"
         )
-        soak_settings = settings.model_copy(update={"serve_alias": "staging", "run_shadow_aliases": []})
+        soak_settings = settings.with_values(serve_alias="staging", run_shadow_aliases=[])
         soak_end = plan.soak_end
         for _ in range(MAX_SOAK_EXTENSIONS + 1):
             replay.clock.pause(False)
@@ -341,7 +340,7 @@ def run_demo(
         dashboard = Child(
             "dashboard",
             streamlit_command(port=dash_port),
-            env=settings_env(settings.model_copy(update={"dashboard_port": dash_port})),
+            env=settings_env(settings.with_values(dashboard_port=dash_port)),
             log_path=workspace / "logs" / "dashboard.log",
         )
         children.callback(dashboard.stop)

@@ -107,13 +107,9 @@ def ack_form(ctx: PageContext, firing: pd.DataFrame) -> None:
             st.error("Say who acknowledges the alert.")
             return
         # imported on submit only: monitoring.store pulls in scipy (seconds) for its drift module
-        from bikeshare.lake.store import Lake
-        from bikeshare.monitoring.alerts import AlertStateError
-        from bikeshare.monitoring.store import AlertNotFoundError, AlertStore, ack_alert
+        from bikeshare.monitoring.acks import AlertNotFoundError, AlertStateError, AlertStore, ack_alert
 
-        store = AlertStore(
-            Lake.open(ctx.settings.lake_uri, s3_endpoint_url=ctx.settings.s3_endpoint_url), city=ctx.src.city
-        )
+        store = AlertStore(q.reader(ctx.src, ctx.epoch).lake, city=ctx.src.city)  # the lake the page reads
         try:
             event = ack_alert(store=store, alert_id=str(alert_id), by=by.strip())
         except (AlertNotFoundError, AlertStateError) as exc:
