@@ -28,9 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -107,75 +105,29 @@ def ensure_backfill(root: Path, shared: Path) -> None:
     log(f"backfill: {report}")
 
 
+def shared_worlds() -> Any:
+    """``tests/support/worlds.py``, the world builders the tests share (``tests/`` put on ``sys.path``)."""
+    tests = str(Path(__file__).resolve().parents[1] / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    from support import worlds
+
+    return worlds
+
+
 def fit(frame: pd.DataFrame, target: str, *, rounds: int, threshold: float) -> Any:
     """A LightGBM bundle on FEATURES, with its report against persistence on the last day."""
-    import lightgbm
-    from sklearn.metrics import average_precision_score, f1_score
-
-    from bikeshare.training.bundle import BundleMeta, IsotonicCalibration, LightGBMScorer, ModelBundle
-    from bikeshare.training.report import EvaluationReport, ScoreMetrics, SliceComparison
-
-    labelled = frame[frame[f"y_{target}"].notna()]
-    cut = TRAIN_END.floor("D")
-    train, test = labelled[labelled["slot"] < cut], labelled[labelled["slot"] >= cut]
-
-    def matrix(rows: pd.DataFrame) -> np.ndarray:
-        return rows.loc[:, list(FEATURES)].astype("float64").to_numpy(np.float64, na_value=np.nan)
-
-    booster = lightgbm.train(
-        {"objective": "binary", "num_leaves": 31, "learning_rate": 0.1, "verbose": -1, "seed": 7, "num_threads": 2},
-        lightgbm.Dataset(matrix(train), label=train[f"y_{target}"].astype(bool).to_numpy().astype(int)),
-        num_boost_round=rounds,
-    )
-    meta = BundleMeta(
-        target=target,
-        horizon_min=30,
-        shortage_threshold=2,
-        algo="lightgbm",
-        feature_names=FEATURES,
+    return shared_worlds().fit_quick_run(
+        frame,
+        target,
+        rounds=rounds,
+        seed=7,
+        test_from=TRAIN_END.floor("D"),
+        features=FEATURES,
         decision_threshold=threshold,
-        calibration=IsotonicCalibration.identity(),
-        feature_version="1",
-        booster_file=LightGBMScorer.FILE,
-    )
-    bundle = ModelBundle(meta=meta, scorer=LightGBMScorer(booster=booster))
-    y = test[f"y_{target}"].astype(bool).to_numpy()
-    proba = bundle.predict_proba(matrix(test))
-    current = test[target].astype(float).to_numpy()
-    short_now = current <= 2
-
-    def metrics(score: np.ndarray, decision: np.ndarray, mask: np.ndarray) -> ScoreMetrics:
-        yy = y[mask]
-        return ScoreMetrics(
-            pr_auc=float(average_precision_score(yy, score[mask])) if yy.any() else 0.0,
-            f1=float(f1_score(yy, decision[mask], zero_division=0)),
-            precision=0.0,
-            recall=0.0,
-            brier=float(np.mean((proba[mask] - yy) ** 2)),
-            rows=int(mask.sum()),
-            positives=int(yy.sum()),
-        )
-
-    slices = {
-        name: SliceComparison(
-            model=metrics(proba, proba >= threshold, mask), baseline=metrics(-current, short_now, mask)
-        )
-        for name, mask in (("all", np.ones_like(y, dtype=bool)), ("onsets", ~short_now), ("recoveries", short_now))
-    }
-    report = EvaluationReport(
-        target=target,
-        window_start=test["slot"].min().isoformat(),
-        window_end=test["slot"].max().isoformat(),
-        decision_threshold=threshold,
-        slices=slices,
-    )
-    from types import SimpleNamespace
-
-    return SimpleNamespace(
-        bundle=bundle,
-        report=report,
+        num_leaves=31,
+        num_threads=2,
         params={"rounds": rounds},
-        artifacts={},
         data_window=(TRAIN_START.isoformat(), TRAIN_END.isoformat()),
     )
 
@@ -338,53 +290,26 @@ def score_offline(root: Path, bundles: dict[str, Any], until: pd.Timestamp) -> N
         day += pd.Timedelta(days=1)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def score_real(root: Path, start: pd.Timestamp, end: pd.Timestamp) -> None:
     """The last hours through the real endpoint and batch job (production served, staging shadow)."""
-    import uvicorn
-
     from bikeshare.inference.batch import run_inference_batch
     from bikeshare.inference.endpoint_client import EndpointClient
     from bikeshare.lake.store import Lake
-    from bikeshare.serving.app import create_app
-    from bikeshare.serving.models import RegistryModelProvider
 
-    port = free_port()
+    worlds = shared_worlds()
+    port = worlds.free_loopback_port()
     settings = settings_for(root, endpoint_url=f"http://127.0.0.1:{port}")
     lake = Lake.open(settings.lake_uri)
-    provider = RegistryModelProvider(settings=settings)
-    provider.load()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings=settings, provider=provider, lake=lake),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
-        with EndpointClient.from_settings(settings) as endpoint:
-            for slot in pd.date_range(start, end, freq="5min", inclusive="left"):
-                record = run_inference_batch(
-                    lake=lake,
-                    endpoint=endpoint,
-                    settings=settings,
-                    now=slot + pd.Timedelta(seconds=20),
-                    aliases=("production", "staging"),
-                )
-                log(f"real batch {record.summary().splitlines()[0]}")
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
+    with worlds.EndpointServer(settings, port), EndpointClient.from_settings(settings) as endpoint:
+        for slot in pd.date_range(start, end, freq="5min", inclusive="left"):
+            record = run_inference_batch(
+                lake=lake,
+                endpoint=endpoint,
+                settings=settings,
+                now=slot + pd.Timedelta(seconds=20),
+                aliases=("production", "staging"),
+            )
+            log(f"real batch {record.summary().splitlines()[0]}")
 
 
 def run_all_actuals(root: Path, end: pd.Timestamp) -> None:

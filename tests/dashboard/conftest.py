@@ -12,15 +12,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -28,6 +23,7 @@ from bikeshare.gbfs.recording import Recording, default_recording_path
 from bikeshare.lake.store import Lake, partition_value
 from bikeshare.lake.tables import ENDPOINT_METRICS, JOB_RUNS, Grain
 from bikeshare.settings import Settings
+from support.worlds import MODEL_FEATURES, EndpointServer, fit_quick_run, free_loopback_port
 
 CITY = "sf"
 CUT_START = pd.Timestamp("2023-03-07T14:00Z")
@@ -38,30 +34,6 @@ SLOT_EVERY = "10min"  # the inference interval of this world
 ACTUALS_AT = pd.Timestamp("2023-03-07T18:00Z")
 LIVE_PUBLISHED = pd.Timestamp("2023-03-07T18:02Z")
 LIVE_LATENCY_S = 35.0
-MODEL_FEATURES = (
-    "bikes",
-    "docks",
-    "capacity",
-    "fill_ratio",
-    "net_flow_30",
-    "net_flow_60",
-    "bikes_min_60",
-    "docks_min_60",
-    "nb_bikes",
-    "nb_docks",
-    "hour_local",
-)
-
-
-@dataclass
-class TrainingRun:
-    """A training result in the shape registry.tracking.log_training_run reads."""
-
-    bundle: Any
-    report: Any
-    params: dict[str, Any]
-    artifacts: dict[str, Path] = field(default_factory=dict)
-    data_window: tuple[str, str] = ("", "")
 
 
 @dataclass(frozen=True)
@@ -78,115 +50,6 @@ class World:
             "BIKESHARE_STATE_DIR": str(self.state_dir),
             "BIKESHARE_WEATHER_ENABLED": "false",
         }
-
-
-def free_loopback_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-
-def fit_run(frame: pd.DataFrame, target: str, *, rounds: int, seed: int) -> TrainingRun:
-    """A small real LightGBM bundle, evaluated against persistence on the last fifth of the slots."""
-    import lightgbm
-    from sklearn.metrics import average_precision_score, f1_score
-
-    from bikeshare.training.bundle import BundleMeta, IsotonicCalibration, LightGBMScorer, ModelBundle
-    from bikeshare.training.report import EvaluationReport, ScoreMetrics, SliceComparison
-
-    labelled = frame[frame[f"y_{target}"].notna()].sort_values("slot")
-    cut = labelled["slot"].quantile(0.8)
-    train, test = labelled[labelled["slot"] < cut], labelled[labelled["slot"] >= cut]
-
-    def matrix(rows: pd.DataFrame) -> np.ndarray:
-        return rows.loc[:, list(MODEL_FEATURES)].astype("float64").to_numpy(np.float64, na_value=np.nan)
-
-    y_train = train[f"y_{target}"].astype(bool).to_numpy().astype(int)
-    booster = lightgbm.train(
-        {"objective": "binary", "num_leaves": 7, "learning_rate": 0.1, "verbose": -1, "seed": seed, "num_threads": 1},
-        lightgbm.Dataset(matrix(train), label=y_train),
-        num_boost_round=rounds,
-    )
-    meta = BundleMeta(
-        target=target,  # type: ignore[arg-type]
-        horizon_min=30,
-        shortage_threshold=2,
-        algo="lightgbm",
-        feature_names=MODEL_FEATURES,
-        decision_threshold=0.4,
-        calibration=IsotonicCalibration.identity(),
-        feature_version="1",
-        booster_file=LightGBMScorer.FILE,
-    )
-    bundle = ModelBundle(meta=meta, scorer=LightGBMScorer(booster=booster))
-    y = test[f"y_{target}"].astype(bool).to_numpy()
-    proba = bundle.predict_proba(matrix(test))
-    current = test[target].astype(float).to_numpy()
-
-    def metrics(score: np.ndarray, decision: np.ndarray, mask: np.ndarray) -> ScoreMetrics:
-        yy = y[mask]
-        return ScoreMetrics(
-            pr_auc=float(average_precision_score(yy, score[mask])) if yy.any() else 0.0,
-            f1=float(f1_score(yy, decision[mask], zero_division=0)),
-            precision=0.0,
-            recall=0.0,
-            brier=float(np.mean((proba[mask] - yy) ** 2)),
-            rows=int(mask.sum()),
-            positives=int(yy.sum()),
-        )
-
-    short_now = current <= 2
-    slices = {}
-    for name, mask in (("all", np.ones_like(y)), ("onsets", ~short_now), ("recoveries", short_now)):
-        mask = mask.astype(bool)
-        slices[name] = SliceComparison(
-            model=metrics(proba, proba >= meta.decision_threshold, mask),
-            baseline=metrics(-current, short_now, mask),
-        )
-    report = EvaluationReport(
-        target=target,
-        window_start=test["slot"].min().isoformat(),
-        window_end=test["slot"].max().isoformat(),
-        decision_threshold=meta.decision_threshold,
-        slices=slices,
-    )
-    return TrainingRun(
-        bundle=bundle,
-        report=report,
-        params={"rounds": rounds, "seed": seed},
-        data_window=(TRAIN_START.isoformat(), TRAIN_END.isoformat()),
-    )
-
-
-class EndpointServer:
-    """The real endpoint app on uvicorn in a thread, on a loopback port."""
-
-    def __init__(self, settings: Settings, port: int) -> None:
-        import uvicorn
-
-        from bikeshare.serving.app import create_app
-        from bikeshare.serving.models import RegistryModelProvider
-
-        provider = RegistryModelProvider(settings=settings)
-        provider.load()
-        app = create_app(settings=settings, provider=provider, lake=Lake.open(settings.lake_uri))
-        self.url = f"http://127.0.0.1:{port}"
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self._thread = threading.Thread(target=self._server.run, name=f"endpoint-{port}", daemon=True)
-
-    def __enter__(self) -> EndpointServer:
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError(f"endpoint {self.url} did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=20)
 
 
 def live_status_payload(lake: Lake, *, published: pd.Timestamp) -> bytes:
@@ -315,9 +178,10 @@ def build_world(root: Path, *, mlflow_template: Path | None = None) -> World:
     frame = build_features(lake=lake, city=CITY, start=TRAIN_START, end=TRAIN_END, settings=settings)
     client = open_client(settings)
     baselines = {}
+    window = (TRAIN_START.isoformat(), TRAIN_END.isoformat())
     for target in ("bikes", "docks"):
         for rounds in (15, 30):  # v1, then v2
-            run = fit_run(frame, target, rounds=rounds, seed=rounds)
+            run = fit_quick_run(frame, target, rounds=rounds, seed=rounds, decision_threshold=0.4, data_window=window)
             logged = log_training_run(client=client, result=run, settings=settings, commit="test")
             assert logged.version is not None
         for alias, version in (("production", "1"), ("staging", "2")):
@@ -345,7 +209,7 @@ def build_world(root: Path, *, mlflow_template: Path | None = None) -> World:
         )
 
     with EndpointServer(settings, free_loopback_port()) as server:
-        endpoint_settings = settings.model_copy(update={"endpoint_url": server.url})
+        endpoint_settings = settings.with_values(endpoint_url=server.url)
         with EndpointClient.from_settings(endpoint_settings) as endpoint:
             for slot in pd.date_range(FIRST_SLOT, LAST_SLOT, freq=SLOT_EVERY):
                 record = run_inference_batch(

@@ -8,11 +8,8 @@ hours; the rest arrives through a replay server when a test advances the virtual
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,67 +21,23 @@ from bikeshare.gbfs.recording import Recording, default_recording_path
 from bikeshare.ingest.backfill import backfill
 from bikeshare.lake.store import Lake
 from bikeshare.settings import Settings
-from bikeshare.training.bundle import BundleMeta, IsotonicCalibration, LightGBMScorer, ModelBundle
 from bikeshare.training.report import EvaluationReport, ScoreMetrics, SliceComparison
+from support.worlds import MODEL_FEATURES, EndpointServer, QuickRun, free_loopback_port, quick_bundle
 
 CUT_START = pd.Timestamp("2023-03-07T14:00Z")
 HISTORY_END = pd.Timestamp("2023-03-07T17:00Z")  # the lake starts with [CUT_START, HISTORY_END)
 CUT_END = pd.Timestamp("2023-03-07T20:00Z")
 TRAIN_START, TRAIN_END = pd.Timestamp("2023-03-07T15:00Z"), pd.Timestamp("2023-03-07T16:25Z")
-MODEL_FEATURES = (
-    "bikes",
-    "docks",
-    "capacity",
-    "fill_ratio",
-    "net_flow_30",
-    "net_flow_60",
-    "bikes_min_60",
-    "docks_min_60",
-    "nb_bikes",
-    "nb_docks",
-    "hour_local",
-)
-
-
-
-@dataclass
-class TrainingRun:
-    """A training result in the shape registry.tracking.log_training_run reads."""
-
-    bundle: ModelBundle
-    report: EvaluationReport
-    params: dict[str, Any]
-    artifacts: dict[str, Path] = field(default_factory=dict)
-    data_window: tuple[str, str] = ("", "")
 
 
 def _metrics(rows: int, positives: int) -> ScoreMetrics:
     return ScoreMetrics(pr_auc=0.9, f1=0.8, precision=0.8, recall=0.8, brier=0.05, rows=rows, positives=positives)
 
 
-def fit_run(frame: pd.DataFrame, target: str, *, rounds: int, seed: int) -> TrainingRun:
-    """A small real LightGBM bundle for ``target`` fitted on feature rows with labels."""
-    import lightgbm
-
+def fit_run(frame: pd.DataFrame, target: str, *, rounds: int, seed: int) -> QuickRun:
+    """A small real LightGBM bundle for ``target`` fitted on all feature rows with labels (fixed report)."""
     labelled = frame[frame[f"y_{target}"].notna()]
-    x = labelled.loc[:, list(MODEL_FEATURES)].astype("float64").to_numpy(np.float64, na_value=np.nan)
-    y = labelled[f"y_{target}"].astype(bool).to_numpy().astype(int)
-    booster = lightgbm.train(
-        {"objective": "binary", "num_leaves": 7, "learning_rate": 0.1, "verbose": -1, "seed": seed, "num_threads": 1},
-        lightgbm.Dataset(x, label=y),
-        num_boost_round=rounds,
-    )
-    meta = BundleMeta(
-        target=target,  # type: ignore[arg-type]
-        horizon_min=30,
-        shortage_threshold=2,
-        algo="lightgbm",
-        feature_names=MODEL_FEATURES,
-        decision_threshold=0.5,
-        calibration=IsotonicCalibration.identity(),
-        feature_version="1",
-        booster_file=LightGBMScorer.FILE,
-    )
+    y = labelled[f"y_{target}"].astype(bool).to_numpy()
     slices = {
         s: SliceComparison(model=_metrics(len(y), int(y.sum())), baseline=_metrics(len(y), int(y.sum())))
         for s in ("all", "onsets", "recoveries")
@@ -96,8 +49,8 @@ def fit_run(frame: pd.DataFrame, target: str, *, rounds: int, seed: int) -> Trai
         decision_threshold=0.5,
         slices=slices,
     )
-    return TrainingRun(
-        bundle=ModelBundle(meta=meta, scorer=LightGBMScorer(booster=booster)),
+    return QuickRun(
+        bundle=quick_bundle(labelled, target, rounds=rounds, seed=seed),
         report=report,
         params={"rounds": rounds, "seed": seed},
         data_window=(TRAIN_START.isoformat(), TRAIN_END.isoformat()),
@@ -200,48 +153,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         assert logged.version is not None
         client.set_registered_model_alias(model_name("sf", target), "production", logged.version.version)
     return World(cut=cut, history=history, lake_dir=root / "lake", state_dir=state, train_frame=frame)
-
-
-def free_loopback_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class EndpointServer:
-    """The real endpoint app (serving.create_app) on uvicorn in a thread, on a loopback port."""
-
-    def __init__(self, settings: Settings, port: int, *, forecast_provider: Any = None) -> None:
-        import uvicorn
-
-        from bikeshare.serving.app import create_app
-        from bikeshare.serving.models import RegistryModelProvider
-
-        self.provider = RegistryModelProvider(settings=settings)
-        self.provider.load()
-        app = create_app(
-            settings=settings,
-            provider=self.provider,
-            lake=Lake.open(settings.lake_uri),
-            forecast_provider=forecast_provider,
-        )
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self._thread = threading.Thread(target=self._server.run, name=f"endpoint-{port}", daemon=True)
-
-    def start(self) -> EndpointServer:
-        self._thread.start()
-        deadline = time.monotonic() + 20
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError(f"endpoint on port {self.port} did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=20)
 
 
 @pytest.fixture(scope="session")

@@ -24,8 +24,9 @@ from bikeshare.inference.endpoint_client import EndpointClient
 from bikeshare.ingest.clock import ReplayFollower
 from bikeshare.ingest.poller import IngestState, ingest_once
 from bikeshare.lake.tables import INFERENCE, QUALITY, STATION_STATUS
+from support.worlds import EndpointServer
 
-from .conftest import HISTORY_END, EndpointServer, Env, World
+from .conftest import HISTORY_END, Env, World
 
 
 @pytest.fixture

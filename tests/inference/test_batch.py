@@ -21,8 +21,9 @@ from bikeshare.inference.endpoint_client import EndpointClient
 from bikeshare.lake.store import partition_value
 from bikeshare.lake.tables import INFERENCE, INFERENCE_BATCHES, STATION_STATUS, Grain
 from bikeshare.registry.client import load_bundle, model_name, open_client
+from support.worlds import EndpointServer, free_loopback_port
 
-from .conftest import HISTORY_END, EndpointServer, Env, World, fit_run, free_loopback_port, settings_for
+from .conftest import HISTORY_END, Env, World, fit_run, settings_for
 
 NOW = HISTORY_END - pd.Timedelta(minutes=1)  # 16:59 -> slot 16:55
 SLOT = pd.Timestamp("2023-03-07T16:55Z")

@@ -12,8 +12,7 @@ import pytest
 
 from bikeshare.gbfs.client import RetryPolicy
 from bikeshare.inference.endpoint_client import EndpointClient, EndpointError, split_payload
-
-from .conftest import MODEL_FEATURES, EndpointServer
+from support.worlds import MODEL_FEATURES, EndpointServer
 
 FAST = RetryPolicy(attempts=3, base_delay_s=0.0, max_delay_s=0.0)
 

@@ -15,20 +15,19 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from bikeshare.lake.store import Lake
 from bikeshare.settings import Settings
+from support.worlds import EndpointServer, QuickRun, fit_quick_run
 
 CITY = "sf"
 HISTORY_START = pd.Timestamp("2023-03-07T11:00Z")
@@ -36,17 +35,6 @@ LIVE_START = pd.Timestamp("2023-03-07T15:00Z")  # 07:00 in San Francisco
 LIVE_END = LIVE_START + pd.Timedelta(hours=2)
 SPEED = 200.0  # virtual seconds per real second: two hours in 36 s
 TARGETS = ("bikes", "docks")
-
-
-@dataclass
-class QuickRun:
-    """A training result in the shape ``log_training_run`` reads."""
-
-    bundle: Any
-    report: Any
-    params: dict[str, Any]
-    artifacts: dict[str, Path] = field(default_factory=dict)
-    data_window: tuple[str, str] = ("", "")
 
 
 @dataclass
@@ -62,12 +50,6 @@ class LoopWorld:
     report: Any  # RunnerReport of the loop
     runs: list[Any]  # JobRun seen by on_run
     loop_wall_s: float
-
-
-def free_loopback_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def loop_settings(root: Path) -> Settings:
@@ -99,102 +81,19 @@ def loop_settings(root: Path) -> Settings:
 
 def quick_challenger(frame: pd.DataFrame, target: str, settings: Settings) -> QuickRun:
     """A small LightGBM bundle on the pipeline's features (seconds, not a full training run)."""
-    import lightgbm
-    from sklearn.metrics import average_precision_score, f1_score
-
     from bikeshare.lake.tables import FEATURE_VERSION
-    from bikeshare.training.bundle import BundleMeta, IsotonicCalibration, LightGBMScorer, ModelBundle
-    from bikeshare.training.report import EvaluationReport, ScoreMetrics, SliceComparison
 
-    names = ("bikes", "docks", "capacity", "fill_ratio", "net_flow_30", "net_flow_60", "hour_local")
-    rows = frame[frame[f"y_{target}"].notna()].sort_values("slot")
-    cut = rows["slot"].quantile(0.8)
-    train, test = rows[rows["slot"] < cut], rows[rows["slot"] >= cut]
-
-    def matrix(part: pd.DataFrame) -> np.ndarray:
-        return part.loc[:, list(names)].astype("float64").to_numpy(np.float64, na_value=np.nan)
-
-    booster = lightgbm.train(
-        {"objective": "binary", "num_leaves": 7, "learning_rate": 0.1, "verbose": -1, "seed": 3, "num_threads": 1},
-        lightgbm.Dataset(matrix(train), label=train[f"y_{target}"].astype(bool).to_numpy().astype(int)),
-        num_boost_round=15,
-    )
-    meta = BundleMeta(
-        target=target,  # type: ignore[arg-type]
+    return fit_quick_run(
+        frame,
+        target,
+        rounds=15,
+        seed=3,
+        features=("bikes", "docks", "capacity", "fill_ratio", "net_flow_30", "net_flow_60", "hour_local"),
         horizon_min=settings.horizon_min,
         shortage_threshold=settings.shortage_threshold,
-        algo="lightgbm",
-        feature_names=names,
-        decision_threshold=0.5,
-        calibration=IsotonicCalibration.identity(),
         feature_version=FEATURE_VERSION,
-        booster_file=LightGBMScorer.FILE,
+        params={"rounds": 15, "challenger": True},
     )
-    bundle = ModelBundle(meta=meta, scorer=LightGBMScorer(booster=booster))
-    y = test[f"y_{target}"].astype(bool).to_numpy()
-    proba = bundle.predict_proba(matrix(test))
-    current = test[target].astype(float).to_numpy()
-
-    def metrics(score: np.ndarray, decision: np.ndarray, mask: np.ndarray) -> ScoreMetrics:
-        yy = y[mask]
-        return ScoreMetrics(
-            pr_auc=float(average_precision_score(yy, score[mask])) if yy.any() else 0.0,
-            f1=float(f1_score(yy, decision[mask], zero_division=0)),
-            precision=0.0,
-            recall=0.0,
-            brier=float(np.mean((proba[mask] - yy) ** 2)),
-            rows=int(mask.sum()),
-            positives=int(yy.sum()),
-        )
-
-    short_now = current <= settings.shortage_threshold
-    slices = {
-        name: SliceComparison(
-            model=metrics(proba, proba >= meta.decision_threshold, mask),
-            baseline=metrics(-current, short_now, mask),
-        )
-        for name, mask in (("all", np.ones_like(y, dtype=bool)), ("onsets", ~short_now), ("recoveries", short_now))
-    }
-    report = EvaluationReport(
-        target=target,
-        window_start=pd.Timestamp(test["slot"].min()).isoformat(),
-        window_end=pd.Timestamp(test["slot"].max()).isoformat(),
-        decision_threshold=meta.decision_threshold,
-        slices=slices,
-    )
-    window = (pd.Timestamp(train["slot"].min()).isoformat(), pd.Timestamp(train["slot"].max()).isoformat())
-    return QuickRun(bundle=bundle, report=report, params={"rounds": 15, "challenger": True}, data_window=window)
-
-
-class EndpointServer:
-    """The real endpoint app on uvicorn in a thread, on a loopback port."""
-
-    def __init__(self, settings: Settings) -> None:
-        import uvicorn
-
-        from bikeshare.serving.app import create_app
-        from bikeshare.serving.models import RegistryModelProvider
-
-        provider = RegistryModelProvider(settings=settings)
-        provider.load()
-        app = create_app(settings=settings, provider=provider, lake=Lake.open(settings.lake_uri))
-        port = free_loopback_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self._thread = threading.Thread(target=self._server.run, name="loop-endpoint", daemon=True)
-
-    def __enter__(self) -> EndpointServer:
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError(f"endpoint {self.url} did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=20)
 
 
 def cli_env(settings: Settings) -> dict[str, str]:

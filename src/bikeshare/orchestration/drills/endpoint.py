@@ -28,16 +28,24 @@ def registry_provider(settings: Settings) -> Any:
 
 
 class ThreadedEndpoint:
-    """The real endpoint app (serving.create_app) on uvicorn in a thread, on a free loopback port."""
+    """The real endpoint app (serving.create_app) on uvicorn in a thread, on ``port`` (default: a free one)."""
 
-    def __init__(self, settings: Settings, provider: Any, lake: Lake) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        provider: Any,
+        lake: Lake,
+        *,
+        port: int | None = None,
+        forecast_provider: Any = None,
+    ) -> None:
         import uvicorn
 
         from bikeshare.serving.app import create_app
 
-        self.port = free_loopback_port()
+        self.port = port or free_loopback_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        app = create_app(settings=settings, provider=provider, lake=lake)
+        app = create_app(settings=settings, provider=provider, lake=lake, forecast_provider=forecast_provider)
         self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self._thread = threading.Thread(target=self._server.run, name=f"drill-endpoint-{self.port}", daemon=True)
 
