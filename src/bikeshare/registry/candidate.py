@@ -65,12 +65,13 @@ def register_candidate(
     from bikeshare.training.train import train_model
     from bikeshare.utc import to_utc, utc_now
 
+    stamp = utc_now() if created_at is None else to_utc(created_at, what="created_at")  # refused before training
     try:
         result = train_model(
             frame, target=target, settings=settings, algo=algo, test_start=test_start, artifacts_dir=artifacts_dir
         )
     except ValueError as exc:
-        raise CandidateTrainingError(f"{target}: {exc}") from exc
+        raise CandidateTrainingError(str(exc)) from exc
     logged = log_training_run(client=client, result=result, settings=settings, input_example=frame.head(5))
     if logged.version is None:  # pragma: no cover - register=True always registers
         raise RuntimeError("the training run was not registered")
@@ -81,7 +82,6 @@ def register_candidate(
             for key, value in tags.items():
                 client.set_model_version_tag(name, version, key, value)
     baselines = training_baselines(frame, bundle=result.bundle, split=result.split, target=target, settings=settings)
-    stamp = utc_now() if created_at is None else to_utc(created_at, what="created_at")
     stored = store_baselines(
         lake=lake,
         baselines=baselines,
