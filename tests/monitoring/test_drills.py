@@ -4,6 +4,7 @@ moves bikes to docks without breaking the feed's contract."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import httpx
@@ -12,10 +13,19 @@ import pytest
 
 from bikeshare.gbfs.recording import Recording, default_recording_path
 from bikeshare.gbfs.replay import ReplayServer
-from bikeshare.lake.tables import INGEST_LOG
+from bikeshare.lake.tables import INFERENCE_BATCHES, INGEST_LOG
 from bikeshare.monitoring.sinks import EmailSink, LogSink, WebhookSink
 from bikeshare.monitoring.store import AlertStore
-from bikeshare.orchestration.drills import DETECTION_GOAL_CYCLES, DrillPlan, DrillWorld, FeedShiftProxy, run_drill
+from bikeshare.orchestration.drills import (
+    DETECTION_GOAL_CYCLES,
+    DrillPlan,
+    DrillWorld,
+    FeedShiftProxy,
+    ReplayLoop,
+    ThreadedEndpoint,
+    registry_provider,
+    run_drill,
+)
 
 from .conftest import HttpReceiver, SmtpInbox
 from .drill_world import WORLD_START, copy_world, drill_world, world_plan  # noqa: F401 - the fixture
@@ -109,3 +119,54 @@ def test_a_drill_plan_refuses_what_it_cannot_do() -> None:
         DrillPlan(kind="latency", score=False)
     with pytest.raises(ValueError, match="outage must be one of"):
         DrillPlan(kind="feed-outage", outage="fire")
+
+
+def test_the_drill_loop_runs_the_due_jobs_in_order_each_replay_minute_and_honours_stop(
+    drill_world: DrillWorld,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    env = copy_world(drill_world, tmp_path)
+    stop = threading.Event()
+    with ReplayServer(env.world.recording, start=WORLD_START, paused=True) as replay:
+        endpoint = ThreadedEndpoint(env.settings, registry_provider(env.settings), env.lake).start()
+        loop = ReplayLoop(
+            settings=env.settings,
+            lake=env.lake,
+            replay=replay,
+            feed_url=replay.discovery_url,
+            endpoint_url=endpoint.url,
+            probes_per_min=1,
+            stop=stop,
+        )
+        try:
+            assert [job.name for job in loop.jobs] == ["ingest", "probe", "infer", "actuals"]
+            assert loop.advance(10) == WORLD_START + pd.Timedelta(minutes=10)
+            stop.set()
+            assert loop.advance(5) == WORLD_START + pd.Timedelta(minutes=10)  # stopped: no step
+        finally:
+            loop.close()
+            endpoint.stop()
+    every = env.settings.infer_interval_min
+    by_job: dict[str, list[pd.Timestamp]] = {}
+    for run in loop.runs:
+        by_job.setdefault(run.job, []).append(run.started_at)
+        assert run.scheduled_at == run.started_at and run.lag_s == 0  # a stepped clock is never late
+    minutes = [WORLD_START + pd.Timedelta(minutes=m) for m in range(1, 11)]
+    assert by_job["ingest"] == minutes and by_job["probe"] == minutes
+    boundaries = [m for m in minutes if m == m.floor(f"{every}min")]
+    assert by_job["infer"] == boundaries and by_job["actuals"] == boundaries
+    order = [run.job for run in loop.runs if run.started_at == boundaries[0]]
+    assert order == ["ingest", "probe", "infer", "actuals"]
+    assert all(run.status == "ok" for run in loop.runs if run.job in ("ingest", "infer")), loop.runs
+    batches = env.lake.read(INFERENCE_BATCHES, city="sf").to_pandas()
+    assert len(batches) == len(boundaries)  # one batch per boundary, production only (the drill profile)
+    assert set(batches["alias"]) == {"production"} and set(batches["status"]) == {"ok"}
+
+
+def test_a_drill_ends_early_when_its_stop_is_set(drill_world: DrillWorld, tmp_path: Path) -> None:  # noqa: F811
+    env = copy_world(drill_world, tmp_path)
+    stop = threading.Event()
+    stop.set()
+    report = run_drill(world_plan("feed-outage", score=False), world=env.world, sinks=[LogSink()], stop=stop)
+    assert report.stopped and not report.cycles and report.fault_started_at is None
+    assert "stopped early" in report.table()
