@@ -482,7 +482,7 @@ def _train_and_register(
             tags={PIPELINE_KEY_TAG: key},
         )
     except CandidateTrainingError as exc:
-        raise PipelineError(str(exc)) from exc
+        raise PipelineError(f"{target}: {exc}") from exc
     return candidate.version
 
 
