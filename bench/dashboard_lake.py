@@ -136,11 +136,7 @@ def ensure_models(root: Path) -> dict[str, Any]:
     """Registered versions (v1 production, v2 staging) per target; returns the production bundles."""
     from bikeshare.features.build import build_features
     from bikeshare.lake.store import Lake
-    from bikeshare.monitoring.baseline import build_baselines
-    from bikeshare.monitoring.store import write_baselines
     from bikeshare.registry.client import list_versions, load_bundle, model_name, open_client
-    from bikeshare.registry.promotion import promote
-    from bikeshare.registry.tracking import log_training_run
 
     settings = settings_for(root)
     lake = Lake.open(settings.lake_uri)
@@ -148,39 +144,16 @@ def ensure_models(root: Path) -> dict[str, Any]:
     if not list_versions(client, model_name(CITY, "docks")):
         log("features for training")
         frame = build_features(lake=lake, city=CITY, start=TRAIN_START, end=TRAIN_END, settings=settings)
+        worlds = shared_worlds()
         for target in ("bikes", "docks"):
-            for rounds in (60, 120):
-                log(f"training {target} ({rounds} rounds)")
-                logged = log_training_run(
-                    client=client,
-                    result=fit(frame, target, rounds=rounds, threshold=0.35),
-                    settings=settings,
-                    commit="bench",
-                )
-                log(f"  registered {logged.version.name if logged.version else '?'} v{logged.version.version}")
-            for alias, version in (("production", "1"), ("staging", "2")):
-                outcome = promote(
-                    client=client,
-                    lake=lake,
-                    settings=settings,
-                    target=target,
-                    alias=alias,
-                    version=version,
-                    note="dashboard bench",
-                    evaluator=None,
-                    actor="bench",
-                    force=alias == "production",
-                )
+            log(f"training {target} (60 and 120 rounds)")
+            runs = [fit(frame, target, rounds=rounds, threshold=0.35) for rounds in (60, 120)]
+            _, outcomes = worlds.register_production_and_staging(
+                frame, target, runs=runs, client=client, lake=lake, settings=settings, note="dashboard bench",
+                actor="bench", created_at=TRAIN_END, force_staging=False, commit="bench", say=log,
+            )  # fmt: skip
+            for outcome in outcomes:
                 log(f"  {outcome.message}")
-            write_baselines(
-                lake,
-                build_baselines(frame, features=FEATURES),
-                city=CITY,
-                model_name=model_name(CITY, target),
-                model_version="1",
-                target=target,
-                created_at=TRAIN_END.to_pydatetime(),
-            )
     bundles = {}
     for target in ("bikes", "docks"):
         bundles[target], _ = load_bundle(

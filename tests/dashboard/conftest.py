@@ -23,7 +23,12 @@ from bikeshare.gbfs.recording import Recording, default_recording_path
 from bikeshare.lake.store import Lake, partition_value
 from bikeshare.lake.tables import ENDPOINT_METRICS, JOB_RUNS, Grain
 from bikeshare.settings import Settings
-from support.worlds import MODEL_FEATURES, EndpointServer, fit_quick_run, free_loopback_port
+from support.worlds import (
+    EndpointServer,
+    fit_quick_run,
+    free_loopback_port,
+    register_production_and_staging,
+)
 
 CITY = "sf"
 CUT_START = pd.Timestamp("2023-03-07T14:00Z")
@@ -147,14 +152,11 @@ def build_world(root: Path, *, mlflow_template: Path | None = None) -> World:
     from bikeshare.ingest.backfill import backfill
     from bikeshare.ingest.poller import ingest_status_payload
     from bikeshare.monitoring.alerts import Signal
-    from bikeshare.monitoring.baseline import build_baselines
     from bikeshare.monitoring.cycle import run_alert_cycle
     from bikeshare.monitoring.drift import drift_table
     from bikeshare.monitoring.rules import load_rules
-    from bikeshare.monitoring.store import AlertStore, write_baselines, write_drift_scores
+    from bikeshare.monitoring.store import AlertStore, write_drift_scores
     from bikeshare.registry.client import model_name, open_client
-    from bikeshare.registry.promotion import promote
-    from bikeshare.registry.tracking import log_training_run
 
     cut = Recording.open(default_recording_path()).cut(root / "cut", start=CUT_START, end=CUT_END)
     lake_dir, state_dir = root / "lake", root / "state"
@@ -180,33 +182,14 @@ def build_world(root: Path, *, mlflow_template: Path | None = None) -> World:
     baselines = {}
     window = (TRAIN_START.isoformat(), TRAIN_END.isoformat())
     for target in ("bikes", "docks"):
-        for rounds in (15, 30):  # v1, then v2
-            run = fit_quick_run(frame, target, rounds=rounds, seed=rounds, decision_threshold=0.4, data_window=window)
-            logged = log_training_run(client=client, result=run, settings=settings, commit="test")
-            assert logged.version is not None
-        for alias, version in (("production", "1"), ("staging", "2")):
-            promote(
-                client=client,
-                lake=lake,
-                settings=settings,
-                target=target,
-                alias=alias,
-                version=version,
-                note="dashboard test world",
-                evaluator=None,
-                actor="tests",
-                force=True,
-            )
-        baselines[target] = build_baselines(frame, features=MODEL_FEATURES)
-        write_baselines(
-            lake,
-            baselines[target],
-            city=CITY,
-            model_name=model_name(CITY, target),
-            model_version="1",
-            target=target,
-            created_at=TRAIN_END.to_pydatetime(),
-        )
+        runs = [  # v1, then v2
+            fit_quick_run(frame, target, rounds=rounds, seed=rounds, decision_threshold=0.4, data_window=window)
+            for rounds in (15, 30)
+        ]
+        baselines[target], _ = register_production_and_staging(
+            frame, target, runs=runs, client=client, lake=lake, settings=settings,
+            note="dashboard test world", actor="tests", created_at=TRAIN_END,
+        )  # fmt: skip
 
     with EndpointServer(settings, free_loopback_port()) as server:
         endpoint_settings = settings.with_values(endpoint_url=server.url)

@@ -33,6 +33,7 @@ __all__ = [
     "free_loopback_port",
     "persistence_report",
     "quick_bundle",
+    "register_production_and_staging",
 ]
 
 # The feature columns of the small test models (a subset of the feature table).
@@ -182,6 +183,63 @@ def fit_quick_run(
         params={"rounds": rounds, "seed": seed} if params is None else params,
         data_window=window,
     )
+
+
+def register_production_and_staging(
+    frame: pd.DataFrame,
+    target: str,
+    *,
+    runs: Sequence[QuickRun],
+    client: Any,
+    lake: Any,
+    settings: Settings,
+    note: str,
+    actor: str,
+    created_at: pd.Timestamp,
+    force_staging: bool = True,
+    commit: str = "test",
+    say: Any = None,
+) -> tuple[dict[str, Any], list[Any]]:
+    """Log ``runs`` of ``target`` (v1, v2, ...), put v1 in production (forced) and v2 in staging
+    (forced unless ``force_staging`` is False: then through the gate), store v1's baselines of the
+    frame's model features in the lake. Returns the baselines and the two promotion outcomes."""
+    from bikeshare.monitoring.baseline import build_baselines
+    from bikeshare.monitoring.store import write_baselines
+    from bikeshare.registry.client import model_name
+    from bikeshare.registry.promotion import promote
+    from bikeshare.registry.tracking import log_training_run
+
+    for run in runs:
+        logged = log_training_run(client=client, result=run, settings=settings, commit=commit)
+        assert logged.version is not None
+        if say is not None:
+            say(f"  registered {logged.version.name} v{logged.version.version}")
+    outcomes = [
+        promote(
+            client=client,
+            lake=lake,
+            settings=settings,
+            target=target,
+            alias=alias,
+            version=version,
+            note=note,
+            evaluator=None,
+            actor=actor,
+            force=alias == "production" or force_staging,
+        )
+        for alias, version in (("production", "1"), ("staging", "2"))
+    ]
+    baselines = build_baselines(frame, features=list(runs[0].bundle.meta.feature_names))
+    write_baselines(
+        lake,
+        baselines,
+        city=settings.city,
+        model_name=model_name(settings.city, target),
+        model_version="1",
+        target=target,
+        created_at=created_at.to_pydatetime(),
+    )
+    return baselines, outcomes
 
 
 class EndpointServer:
