@@ -78,6 +78,8 @@ def train(
 ) -> None:
     """Train, calibrate and evaluate a model against persistence; log and register it in MLflow."""
     from bikeshare.features.build import load_features
+    from bikeshare.registry.candidate import Candidate, register_candidate
+    from bikeshare.registry.client import RegistryUnavailable
     from bikeshare.training.models import ALGOS
     from bikeshare.training.train import train_model
 
@@ -90,11 +92,21 @@ def train(
     frame = load_features(lake=city.lake.lake, city=city.key, start=start_ts, end=end_ts)
     if frame.empty:
         raise typer.BadParameter(NO_FEATURES)
+    candidate: Candidate | None = None
     try:
-        result = train_model(
-            frame, target=target.value, settings=settings, algo=algo, test_start=test_ts, artifacts_dir=out
-        )
-    except ValueError as exc:
+        if log:  # train -> log and register -> tag -> baselines, as the pipeline and the drills do
+            candidate = register_candidate(
+                frame, target=target.value, lake=city.lake.lake, client=city.registry(), settings=settings,
+                algo=algo, test_start=test_ts, artifacts_dir=out,
+            )  # fmt: skip
+            result = candidate.result
+        else:
+            result = train_model(
+                frame, target=target.value, settings=settings, algo=algo, test_start=test_ts, artifacts_dir=out
+            )
+    except RegistryUnavailable as exc:
+        raise registry_failure(exc) from exc
+    except ValueError as exc:  # CandidateTrainingError is one
         raise typer.BadParameter(str(exc)) from exc
     for name, s in result.report.slices.items():
         typer.echo(
@@ -107,43 +119,12 @@ def train(
         f"({'ok' if result.overfit_ok else 'OVERFIT'}; limit {settings.max_overfit_gap}); "
         f"artifacts in {result.artifacts['model_card'].parent}"
     )
-    if not log:
+    if candidate is None:
         return
-    from datetime import UTC, datetime
-
-    from bikeshare.monitoring.model_baselines import store_baselines, training_baselines
-    from bikeshare.registry.client import RegistryUnavailable
-    from bikeshare.registry.tracking import log_training_run
-
-    try:
-        client = city.registry()
-        logged = log_training_run(client=client, result=result, settings=settings, input_example=frame.head(5))
-    except RegistryUnavailable as exc:
-        raise registry_failure(exc) from exc
-    version = logged.version.version if logged.version else "-"
-    typer.echo(f"logged run {logged.run_id}; registered version {version}")
-    if logged.version is None:
-        return
-    baselines = training_baselines(
-        frame, bundle=result.bundle, split=result.split, target=target.value, settings=settings
-    )
-    try:
-        stored = store_baselines(
-            lake=city.lake.lake,
-            baselines=baselines,
-            city=city.key,
-            model_name=city.model_name(target.value),
-            model_version=str(version),
-            target=target.value,
-            created_at=datetime.now(UTC),
-            client=client,
-            run_id=logged.run_id,
-        )
-    except RegistryUnavailable as exc:
-        raise registry_failure(exc) from exc
+    typer.echo(f"logged run {candidate.run_id}; registered version {candidate.version}")
     typer.echo(
-        f"drift baselines of {stored.features} columns stored with version {version} "
-        f"(lake feature_baselines; run artifact {stored.artifact})"
+        f"drift baselines of {candidate.baselines.features} columns stored with version {candidate.version} "
+        f"(lake feature_baselines; run artifact {candidate.baselines.artifact})"
     )
 
 
