@@ -9,6 +9,7 @@ explicit setsockopt makes the fix independent of how the socket was made.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 import sys
@@ -63,6 +64,40 @@ def bind_socket(host: str, port: int) -> socket.socket:
         raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     sock.set_inheritable(True)
     return sock
+
+
+class UnauthenticatedExposureError(ValueError):
+    """The endpoint would listen beyond loopback with no API key (the CLI reports it, exit code 2)."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1); False for 0.0.0.0, :: and the rest."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
+def check_exposure(settings: Settings, host: str) -> None:
+    """Refuse to listen on a non-loopback ``host`` without ``serve_api_key`` unless ``serve_allow_unauthenticated``.
+
+    Without a key the state-changing routes are disabled, but scoring, the product API and /metrics
+    are open to anyone who can reach the port. The SageMaker image opts out explicitly
+    (docker/entrypoint.sh): there InvokeEndpoint is authenticated by IAM and cannot send our key.
+    """
+    if settings.serve_api_key or is_loopback(host):
+        return
+    if settings.serve_allow_unauthenticated:
+        log.warning("listening on %s without an API key (serve_allow_unauthenticated): every read route is open", host)
+        return
+    raise UnauthenticatedExposureError(
+        f"refusing to listen on {host} without an API key: anyone who reaches the port could score and read the "
+        "product API. Set serve_api_key (BIKESHARE_SERVE_API_KEY), listen on 127.0.0.1, or opt out explicitly "
+        "with serve_allow_unauthenticated (BIKESHARE_SERVE_ALLOW_UNAUTHENTICATED=true) when something in front "
+        "authenticates the callers (SageMaker's InvokeEndpoint does)"
+    )
 
 
 def build_provider(settings: Settings, *, model_dir: Path | None = None) -> ModelProvider:
@@ -161,6 +196,9 @@ def run_server(
 ) -> int:
     """Serve until SIGINT/SIGTERM; returns the exit code (non-zero when workers could not start).
 
+    A non-loopback ``host`` without ``serve_api_key`` raises :class:`UnauthenticatedExposureError`
+    first, unless ``serve_allow_unauthenticated`` is set (:func:`check_exposure`).
+
     With one worker the already-loaded ``provider`` (or one built here) serves in this process.
     With more, this process checks the model source without loading a model (a registry outage
     fails here, before any worker starts), then supervises ``workers`` processes that each load
@@ -172,6 +210,7 @@ def run_server(
     from bikeshare.serving.app import create_app
 
     host = host or settings.serve_host
+    check_exposure(settings, host)
     port = settings.serve_port if port is None else port
     workers = workers or settings.serve_workers
     if workers == 1:
