@@ -46,18 +46,16 @@ def create_app(
     *,
     settings: Settings,
     provider: ModelProvider,
-    lake: Lake | None = None,
+    lake: Lake,
     rng: random.Random | None = None,
     forecast_provider: ForecastProvider | None = None,
 ) -> FastAPI:
-    """Build the endpoint around a model provider (already loaded); the lake backs the product API.
+    """Build the endpoint around a model provider (already loaded); the lake (from the process's
+    ``Resources``) backs the product API and the alert store.
 
     ``forecast_provider`` serves the multi-horizon model (``/v1/forecast/invocations``); without one
     that route answers 503 naming the missing model.
     """
-    from bikeshare.lake.store import Lake
-
-    lake = lake or Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url)
     alias = settings.serve_alias
     refresh_s = settings.serve_risk_refresh_s
     endpoint = EndpointState(

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from bikeshare.lake.store import Lake
+    from bikeshare.resources import Resources
     from bikeshare.settings import Settings
     from bikeshare.training.forecast_bundle import ForecastBundle
 
@@ -159,12 +160,23 @@ class RegistryForecastProvider(ModelPoller):
                 return False
 
 
-def build_forecast_provider(settings: Settings, *, model_dir: Path | None = None) -> ForecastProvider:
-    """The forecast source matching the 30-minute one: ``<model_dir>/forecast`` or the registry (first poll done)."""
+def build_forecast_provider(
+    settings: Settings, *, model_dir: Path | None = None, resources: Resources | None = None
+) -> ForecastProvider:
+    """The forecast source matching the 30-minute one: ``<model_dir>/forecast`` or the registry (first poll done).
+
+    The registry provider shares the client of ``resources`` when given (else it opens its own on first poll).
+    """
     folder = model_dir or settings.serve_model_dir
     if folder is not None:
         return FolderForecastProvider(Path(folder) / "forecast", settings=settings)
-    provider = RegistryForecastProvider(settings=settings)
+    client = None
+    if resources is not None:
+        try:
+            client = resources.registry()
+        except RegistryUnavailable as exc:  # the forecast model is optional: its poll reports the outage
+            log.warning("forecast model source unreachable: %s", exc)
+    provider = RegistryForecastProvider(settings=settings, client=client)
     provider.refresh()
     return provider
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from fastapi import FastAPI
 
+    from bikeshare.resources import Resources
     from bikeshare.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -100,13 +101,26 @@ def check_exposure(settings: Settings, host: str) -> None:
     )
 
 
-def build_provider(settings: Settings, *, model_dir: Path | None = None) -> ModelProvider:
-    """Load the models (folder or registry aliases); raises RegistryUnavailable / FileNotFoundError."""
+def endpoint_resources(settings: Settings, resources: Resources | None = None) -> Resources:
+    """The process's adapters (lake, registry client, the MLflow environment set once): given, or built here."""
+    from bikeshare.resources import Resources
+
+    return resources if resources is not None else Resources.build(settings)
+
+
+def build_provider(
+    settings: Settings, *, model_dir: Path | None = None, resources: Resources | None = None
+) -> ModelProvider:
+    """Load the models (folder or registry aliases); raises RegistryUnavailable / FileNotFoundError.
+
+    A registry provider takes its client from ``resources`` (built here when not given).
+    """
     folder = model_dir or settings.serve_model_dir
     if folder is not None:
         provider: FolderModelProvider | RegistryModelProvider = FolderModelProvider(Path(folder), settings=settings)
     else:
-        provider = RegistryModelProvider(settings=settings)
+        client = endpoint_resources(settings, resources).registry()
+        provider = RegistryModelProvider(settings=settings, client=client)
     state = provider.load()
     if settings.serve_alias not in state.sets:
         log.warning(
@@ -118,7 +132,7 @@ def build_provider(settings: Settings, *, model_dir: Path | None = None) -> Mode
     return provider
 
 
-def check_source(settings: Settings, *, model_dir: Path | None = None) -> str:
+def check_source(settings: Settings, *, model_dir: Path | None = None, resources: Resources | None = None) -> str:
     """Check the model source without loading a model (the supervisor of several workers does this).
 
     Raises RegistryUnavailable when the registry cannot be reached, FileNotFoundError when the
@@ -128,9 +142,9 @@ def check_source(settings: Settings, *, model_dir: Path | None = None) -> str:
     if folder is not None:
         layout = FolderModelProvider(Path(folder), settings=settings).layout()
         return f"folder {folder} ({', '.join(sorted(layout))})"
-    from bikeshare.registry.client import alias_holder, model_name, open_client, uri_of
+    from bikeshare.registry.client import alias_holder, model_name, uri_of
 
-    client = open_client(settings)
+    client = endpoint_resources(settings, resources).registry()
     missing = [
         model_name(settings.city, t)
         for t in ("bikes", "docks")
@@ -147,13 +161,13 @@ def worker_app(settings: Settings, model_dir: Path | None) -> FastAPI:
     from bikeshare.serving.app import create_app
 
     try:
-        provider = build_provider(settings, model_dir=model_dir)
+        resources = endpoint_resources(settings)
+        provider = build_provider(settings, model_dir=model_dir, resources=resources)
     except (RegistryUnavailable, FileNotFoundError, ValueError) as exc:
         log.error("worker cannot load its models: %s", exc)
         sys.exit(STARTUP_FAILURE)
-    return create_app(
-        settings=settings, provider=provider, forecast_provider=build_forecast_provider(settings, model_dir=model_dir)
-    )
+    forecaster = build_forecast_provider(settings, model_dir=model_dir, resources=resources)
+    return create_app(settings=settings, provider=provider, lake=resources.lake, forecast_provider=forecaster)
 
 
 def app_from_env() -> FastAPI:
@@ -193,6 +207,7 @@ def run_server(
     workers: int | None = None,
     model_dir: Path | None = None,
     provider: ModelProvider | None = None,
+    resources: Resources | None = None,
 ) -> int:
     """Serve until SIGINT/SIGTERM; returns the exit code (non-zero when workers could not start).
 
@@ -214,10 +229,11 @@ def run_server(
     port = settings.serve_port if port is None else port
     workers = workers or settings.serve_workers
     if workers == 1:
-        provider = provider or build_provider(settings, model_dir=model_dir)
+        resources = endpoint_resources(settings, resources)
+        provider = provider or build_provider(settings, model_dir=model_dir, resources=resources)
         sock = bind_socket(host, port)
-        forecaster = build_forecast_provider(settings, model_dir=model_dir)
-        app = create_app(settings=settings, provider=provider, forecast_provider=forecaster)
+        forecaster = build_forecast_provider(settings, model_dir=model_dir, resources=resources)
+        app = create_app(settings=settings, provider=provider, lake=resources.lake, forecast_provider=forecaster)
         config = uvicorn_config(settings, app, workers=1)
         server = uvicorn.Server(config)
         server.run(sockets=[sock])
@@ -225,7 +241,7 @@ def run_server(
     if provider is not None:
         provider.close()  # each worker loads its own copy
     else:
-        log.info("models from %s", check_source(settings, model_dir=model_dir))
+        log.info("models from %s", check_source(settings, model_dir=model_dir, resources=resources))
     sock = bind_socket(host, port)
     config = uvicorn_config(settings, partial(worker_app, settings, model_dir), workers=workers, factory=True)
     supervisor = Multiprocess(config, sockets=[sock])
