@@ -212,7 +212,16 @@ class Settings(BaseSettings):
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(8080, ge=0, le=65535)
     serve_alias: str = Field("production", pattern=r"^(production|staging)$")
-    serve_api_key: str | None = Field(None, description="When set, every route but /ping and /healthz needs X-API-Key.")
+    serve_api_key: str | None = Field(
+        None,
+        description="When set, every route but /ping and /healthz needs X-API-Key; without it the state-changing "
+        "routes (alert ack) are disabled (403).",
+    )
+    serve_allow_unauthenticated: bool = Field(
+        False,
+        description="Let the endpoint start on a non-loopback host without serve_api_key (the SageMaker image does: "
+        "InvokeEndpoint is authenticated by IAM). Without it such a start is refused.",
+    )
     serve_canary_share: float = Field(0.0, ge=0, le=1, description="Share of requests answered by the staging model.")
     serve_max_batch_rows: int = Field(5000, ge=1)
     serve_model_poll_s: float = Field(10.0, gt=0, description="How often the endpoint checks whether its alias moved.")
@@ -223,7 +232,9 @@ class Settings(BaseSettings):
         description="Serve bundle folders (<dir>/bikes, <dir>/docks; SageMaker's /opt/ml/model) instead of "
         "registry aliases.",
     )
-    serve_max_body_mb: float = Field(32.0, gt=0, description="Largest /invocations body accepted (413 above).")
+    serve_max_body_mb: float = Field(
+        32.0, gt=0, description="Largest request body accepted on any route, chunked or not (413 above)."
+    )
     serve_keep_alive_s: int = Field(
         75, ge=1, description="Idle keep-alive timeout; above the load balancer's (SageMaker's is 60 s)."
     )

@@ -136,7 +136,7 @@ def serve() -> Iterator[Callable[..., Endpoint]]:
             registry = RegistryModelProvider(settings=settings)
             registry.load()
             provider = registry
-        app = create_app(settings=settings, provider=provider, **app_kwargs)
+        app = create_app(settings=settings, provider=provider, lake=Lake.open(settings.lake_uri), **app_kwargs)
         sock = bind_socket("127.0.0.1", 0)
         port = sock.getsockname()[1]
         server = uvicorn.Server(uvicorn_config(settings, app, workers=1))

@@ -18,6 +18,7 @@ from bikeshare.lake.store import Lake
 from bikeshare.registry.client import RegistryUnavailable, model_name
 from bikeshare.registry.promotion import promote
 from bikeshare.serving.models import FolderModelProvider, RegistryModelProvider, export_alias
+from bikeshare.serving.server import build_provider
 
 from .conftest import Endpoint, Store
 from .realmodel import city_request
@@ -74,7 +75,7 @@ def test_registry_unreachable_at_start_is_a_clear_error(store: Store, free_port:
     settings = store.settings("sf", mlflow_tracking_uri=f"http://127.0.0.1:{free_port}", mlflow_http_max_retries=0,
                               mlflow_http_timeout_s=2)  # fmt: skip
     with pytest.raises(RegistryUnavailable, match=f"127.0.0.1:{free_port}"):
-        RegistryModelProvider(settings=settings).load()
+        build_provider(settings)  # the endpoint's builder: its Resources set the MLflow retries once
     result = CliRunner().invoke(
         cli,
         ["serve", "--port", "0"],

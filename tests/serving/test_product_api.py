@@ -125,7 +125,12 @@ def test_product_parameters_are_validated(endpoint: Endpoint) -> None:
         assert response.json()["error"] == "invalid_request" and needle in response.json()["detail"]
 
 
-def test_alert_ack_through_the_api(endpoint: Endpoint) -> None:
+def test_alert_ack_through_the_api(
+    store: Store, city_both: str, serve: Callable[..., Endpoint], tmp_path: Path
+) -> None:
+    # a state-changing route: only on an endpoint with an API key (tests/serving/test_auth.py)
+    endpoint = serve(store.settings(city_both, lake_uri=str(tmp_path / "lake"), serve_api_key="k"))
+    endpoint.http.headers["X-API-Key"] = "k"
     lake = Lake.open(endpoint.settings.lake_uri)
     store = AlertStore(lake, city=endpoint.settings.city)
     fired_at = datetime.now(UTC) - timedelta(minutes=3)

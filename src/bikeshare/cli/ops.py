@@ -158,7 +158,8 @@ KeepOpt = Annotated[bool, typer.Option("--keep", help="Keep the temporary worksp
 
 
 def _run_drill(ctx: typer.Context, kind: str, options: dict[str, object], workspace: Path | None, keep: bool) -> None:
-    from bikeshare.monitoring.drills import DrillPlan, drill_in_workspace
+    from bikeshare.orchestration.drills import DrillPlan, drill_in_workspace
+    from bikeshare.orchestration.signals import stop_on_signals
 
     settings = settings_of(ctx)
     start = options.pop("start", None)
@@ -171,17 +172,21 @@ def _run_drill(ctx: typer.Context, kind: str, options: dict[str, object], worksp
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     typer.echo(f"drill {kind}: {plan.describe_fault()}; alert expected from {', '.join(plan.expected_rules)}")
-    try:
-        report, kept = drill_in_workspace(
-            plan,
-            base_settings=settings,
-            workspace=workspace,
-            keep=keep,
-            progress=lambda m: typer.echo(f"  {m}"),
-            on_cycle=lambda c: typer.echo(f"  evaluation {c.index} {c.evaluated_at:%H:%M}Z ({c.phase}): {c.watched}"),
-        )
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+    with stop_on_signals() as stop:
+        try:
+            report, kept = drill_in_workspace(
+                plan,
+                stop=stop,
+                base_settings=settings,
+                workspace=workspace,
+                keep=keep,
+                progress=lambda m: typer.echo(f"  {m}"),
+                on_cycle=lambda c: typer.echo(
+                    f"  evaluation {c.index} {c.evaluated_at:%H:%M}Z ({c.phase}): {c.watched}"
+                ),
+            )
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
     typer.echo("")
     typer.echo(report.table())
     if kept is not None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bikeshare.cli.app import app, settings_of
+from bikeshare.cli.app import app, resources_of, settings_of
 from bikeshare.enums import Alias
 
 
@@ -35,9 +35,16 @@ def serve(
     workers = workers or settings.serve_workers
     try:
         # one worker serves the provider loaded here; several check the source and load their own
-        provider = build_provider(settings, model_dir=model_dir) if workers == 1 else None
+        resources = resources_of(ctx, settings=settings)
+        provider = build_provider(settings, model_dir=model_dir, resources=resources) if workers == 1 else None
         code = run_server(
-            settings=settings, host=host, port=port, workers=workers, model_dir=model_dir, provider=provider
+            settings=settings,
+            host=host,
+            port=port,
+            workers=workers,
+            model_dir=model_dir,
+            provider=provider,
+            resources=resources,
         )
     except RegistryUnavailable as exc:
         typer.echo(f"error: cannot start the endpoint: {exc}", err=True)

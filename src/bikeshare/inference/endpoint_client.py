@@ -153,42 +153,31 @@ class EndpointClient:
 
         Transport errors and 5xx (other than a missing model) are retried like :meth:`invoke`.
         """
-        headers = {"Content-Type": "application/json", ALIAS_HEADER: alias}
-        if self._api_key:
-            headers[API_KEY_HEADER] = self._api_key
         url = self.forecast_url
-        last, last_status = "no response", None
-        for attempt in range(1, self.retry.attempts + 1):
-            try:
-                response = self._http.post(url, content=body, headers=headers, timeout=self._timeout_s)
-            except httpx.TransportError as exc:
-                last, last_status = f"{type(exc).__name__}: {exc}".strip(), None
-            else:
-                if response.status_code < 400:
-                    return _decode_forecast(response, rows=rows, url=url, attempts=attempt)
-                last_status = response.status_code
-                code, detail = _error_of(response)
-                if not _retryable(response.status_code, code) or code == NO_FORECAST_MODEL:
-                    raise EndpointError(
-                        url, f"HTTP {response.status_code} {code}: {detail}", attempts=attempt, status=last_status,
-                        code=code,
-                    )  # fmt: skip
-                last = f"HTTP {response.status_code} {code}: {detail}"
-            if attempt < self.retry.attempts:
-                self._sleep(self.retry.delay(attempt, self._rng))
-        raise EndpointError(
-            url, f"unavailable, last {last}", attempts=self.retry.attempts, status=last_status, transient=True
-        )
+        response, attempts = self._post(url, body, alias=alias, final_codes=frozenset({NO_FORECAST_MODEL}))
+        return _decode_forecast(response, rows=rows, url=url, attempts=attempts)
 
     def invoke(self, body: bytes, *, rows: int, alias: str | None = None) -> Invocation:
         """POST a ``split`` body of ``rows`` rows (optionally pinned to ``alias``); decode the answer."""
+        url = self.invocations_url
+        started = time.perf_counter()
+        response, attempts = self._post(url, body, alias=alias)
+        return _decode(response, rows=rows, alias=alias, url=url, attempts=attempts, started=started)
+
+    def _post(
+        self, url: str, body: bytes, *, alias: str | None, final_codes: frozenset[str] = frozenset()
+    ) -> tuple[httpx.Response, int]:
+        """POST with the retry policy: the first answer below 400 and the attempts it took.
+
+        Connect errors, timeouts, 5xx, 408 and 429 are retried with back-off; any other 4xx, a
+        503 ``no_model`` and the ``final_codes`` raise at once (retrying cannot help); after the last
+        attempt the error is ``transient``.
+        """
         headers = {"Content-Type": "application/json"}
         if alias is not None:
             headers[ALIAS_HEADER] = alias
         if self._api_key:
             headers[API_KEY_HEADER] = self._api_key
-        url = self.invocations_url
-        started = time.perf_counter()
         last = "no response"
         last_status: int | None = None
         for attempt in range(1, self.retry.attempts + 1):
@@ -198,18 +187,12 @@ class EndpointClient:
                 last, last_status = f"{type(exc).__name__}: {exc}".strip(), None
             else:
                 if response.status_code < 400:
-                    return _decode(response, rows=rows, alias=alias, url=url, attempts=attempt, started=started)
+                    return response, attempt
                 last_status = response.status_code
                 code, detail = _error_of(response)
-                if not _retryable(response.status_code, code):
-                    raise EndpointError(
-                        url,
-                        f"HTTP {response.status_code} {code}: {detail}",
-                        attempts=attempt,
-                        status=last_status,
-                        code=code,
-                    )
                 last = f"HTTP {response.status_code} {code}: {detail}"
+                if not _retryable(response.status_code, code) or code in final_codes:
+                    raise EndpointError(url, last, attempts=attempt, status=last_status, code=code)
             if attempt < self.retry.attempts:
                 self._sleep(self.retry.delay(attempt, self._rng))
         raise EndpointError(

@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bikeshare.registry.client import ALIASES, ModelNotFoundError, RegistryUnavailable, redact
+from bikeshare.serving.poller import ModelPoller
 from bikeshare.serving.risk import NewestBatchCache
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from bikeshare.lake.store import Lake
+    from bikeshare.resources import Resources
     from bikeshare.settings import Settings
     from bikeshare.training.forecast_bundle import ForecastBundle
 
@@ -100,18 +102,19 @@ class FolderForecastProvider:
         return None
 
 
-class RegistryForecastProvider:
+class RegistryForecastProvider(ModelPoller):
     """Follows the forecast model's aliases; polls every ``serve_model_poll_s`` once started."""
 
+    thread_name = "forecast-poll"
+
     def __init__(self, *, settings: Settings, client: MlflowClient | None = None) -> None:
+        super().__init__(poll_s=settings.serve_model_poll_s)
         self._settings = settings
         self._client = client
         self.location = redact(settings.tracking_uri)
         self._models: dict[str, LoadedForecast] = {}
         self.last_error: str | None = None
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def current(self, alias: str) -> LoadedForecast | None:
         return self._models.get(alias)
@@ -156,33 +159,24 @@ class RegistryForecastProvider:
                 log.warning("forecast model poll failed, keeping the loaded models: %s", exc)
                 return False
 
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="forecast-poll", daemon=True)
-        self._thread.start()
 
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+def build_forecast_provider(
+    settings: Settings, *, model_dir: Path | None = None, resources: Resources | None = None
+) -> ForecastProvider:
+    """The forecast source matching the 30-minute one: ``<model_dir>/forecast`` or the registry (first poll done).
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._settings.serve_model_poll_s):
-            try:
-                self.refresh()
-            except Exception:  # the poller must outlive any surprise
-                log.exception("forecast poll failed; keeping the loaded model")
-
-
-def build_forecast_provider(settings: Settings, *, model_dir: Path | None = None) -> ForecastProvider:
-    """The forecast source matching the 30-minute one: ``<model_dir>/forecast`` or the registry (first poll done)."""
+    The registry provider shares the client of ``resources`` when given (else it opens its own on first poll).
+    """
     folder = model_dir or settings.serve_model_dir
     if folder is not None:
         return FolderForecastProvider(Path(folder) / "forecast", settings=settings)
-    provider = RegistryForecastProvider(settings=settings)
+    client = None
+    if resources is not None:
+        try:
+            client = resources.registry()
+        except RegistryUnavailable as exc:  # the forecast model is optional: its poll reports the outage
+            log.warning("forecast model source unreachable: %s", exc)
+    provider = RegistryForecastProvider(settings=settings, client=client)
     provider.refresh()
     return provider
 

@@ -35,6 +35,7 @@ from bikeshare.registry.client import (
     open_client,
     redact,
 )
+from bikeshare.serving.poller import ModelPoller
 from bikeshare.training.bundle import BUNDLE_FILE, TARGETS, ModelBundle
 
 if TYPE_CHECKING:
@@ -175,7 +176,7 @@ def _sets_of(models: Mapping[tuple[str, str], ServedModel]) -> dict[str, ModelSe
     return sets
 
 
-class RegistryModelProvider:
+class RegistryModelProvider(ModelPoller):
     """Serves what the registry aliases point at, and follows them when they move.
 
     :meth:`load` raises :class:`RegistryUnavailable` when the registry cannot be reached: the
@@ -187,13 +188,12 @@ class RegistryModelProvider:
     """
 
     def __init__(self, *, settings: Settings, client: MlflowClient | None = None) -> None:
+        super().__init__(poll_s=settings.serve_model_poll_s)
         self._settings = settings
         self._client = client
         self._cache = settings.state_dir / MODEL_CACHE_DIR
         self._state = ProviderState(source="registry", location=redact(settings.tracking_uri))
         self._lock = threading.Lock()  # one poll at a time (background thread vs. explicit refresh)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def state(self) -> ProviderState:
         return self._state
@@ -213,26 +213,6 @@ class RegistryModelProvider:
         before = self._state.swaps
         self._poll(raise_unavailable=False)
         return self._state.swaps != before
-
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="model-poll", daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._settings.serve_model_poll_s):
-            try:
-                self.refresh()
-            except Exception:  # the poller must outlive any surprise; the old models keep serving
-                log.exception("model poll failed; keeping the loaded models")
 
     def _poll(self, *, raise_unavailable: bool) -> None:
         if self._client is None:

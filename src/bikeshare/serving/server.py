@@ -9,6 +9,7 @@ explicit setsockopt makes the fix independent of how the socket was made.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 import sys
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
     from fastapi import FastAPI
 
+    from bikeshare.resources import Resources
     from bikeshare.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,13 +67,60 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def build_provider(settings: Settings, *, model_dir: Path | None = None) -> ModelProvider:
-    """Load the models (folder or registry aliases); raises RegistryUnavailable / FileNotFoundError."""
+class UnauthenticatedExposureError(ValueError):
+    """The endpoint would listen beyond loopback with no API key (the CLI reports it, exit code 2)."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1); False for 0.0.0.0, :: and the rest."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
+def check_exposure(settings: Settings, host: str) -> None:
+    """Refuse to listen on a non-loopback ``host`` without ``serve_api_key`` unless ``serve_allow_unauthenticated``.
+
+    Without a key the state-changing routes are disabled, but scoring, the product API and /metrics
+    are open to anyone who can reach the port. The SageMaker image opts out explicitly
+    (docker/entrypoint.sh): there InvokeEndpoint is authenticated by IAM and cannot send our key.
+    """
+    if settings.serve_api_key or is_loopback(host):
+        return
+    if settings.serve_allow_unauthenticated:
+        log.warning("listening on %s without an API key (serve_allow_unauthenticated): every read route is open", host)
+        return
+    raise UnauthenticatedExposureError(
+        f"refusing to listen on {host} without an API key: anyone who reaches the port could score and read the "
+        "product API. Set serve_api_key (BIKESHARE_SERVE_API_KEY), listen on 127.0.0.1, or opt out explicitly "
+        "with serve_allow_unauthenticated (BIKESHARE_SERVE_ALLOW_UNAUTHENTICATED=true) when something in front "
+        "authenticates the callers (SageMaker's InvokeEndpoint does)"
+    )
+
+
+def endpoint_resources(settings: Settings, resources: Resources | None = None) -> Resources:
+    """The process's adapters (lake, registry client, the MLflow environment set once): given, or built here."""
+    from bikeshare.resources import Resources
+
+    return resources if resources is not None else Resources.build(settings)
+
+
+def build_provider(
+    settings: Settings, *, model_dir: Path | None = None, resources: Resources | None = None
+) -> ModelProvider:
+    """Load the models (folder or registry aliases); raises RegistryUnavailable / FileNotFoundError.
+
+    A registry provider takes its client from ``resources`` (built here when not given).
+    """
     folder = model_dir or settings.serve_model_dir
     if folder is not None:
         provider: FolderModelProvider | RegistryModelProvider = FolderModelProvider(Path(folder), settings=settings)
     else:
-        provider = RegistryModelProvider(settings=settings)
+        client = endpoint_resources(settings, resources).registry()
+        provider = RegistryModelProvider(settings=settings, client=client)
     state = provider.load()
     if settings.serve_alias not in state.sets:
         log.warning(
@@ -83,7 +132,7 @@ def build_provider(settings: Settings, *, model_dir: Path | None = None) -> Mode
     return provider
 
 
-def check_source(settings: Settings, *, model_dir: Path | None = None) -> str:
+def check_source(settings: Settings, *, model_dir: Path | None = None, resources: Resources | None = None) -> str:
     """Check the model source without loading a model (the supervisor of several workers does this).
 
     Raises RegistryUnavailable when the registry cannot be reached, FileNotFoundError when the
@@ -93,9 +142,9 @@ def check_source(settings: Settings, *, model_dir: Path | None = None) -> str:
     if folder is not None:
         layout = FolderModelProvider(Path(folder), settings=settings).layout()
         return f"folder {folder} ({', '.join(sorted(layout))})"
-    from bikeshare.registry.client import alias_holder, model_name, open_client, uri_of
+    from bikeshare.registry.client import alias_holder, model_name, uri_of
 
-    client = open_client(settings)
+    client = endpoint_resources(settings, resources).registry()
     missing = [
         model_name(settings.city, t)
         for t in ("bikes", "docks")
@@ -112,13 +161,13 @@ def worker_app(settings: Settings, model_dir: Path | None) -> FastAPI:
     from bikeshare.serving.app import create_app
 
     try:
-        provider = build_provider(settings, model_dir=model_dir)
+        resources = endpoint_resources(settings)
+        provider = build_provider(settings, model_dir=model_dir, resources=resources)
     except (RegistryUnavailable, FileNotFoundError, ValueError) as exc:
         log.error("worker cannot load its models: %s", exc)
         sys.exit(STARTUP_FAILURE)
-    return create_app(
-        settings=settings, provider=provider, forecast_provider=build_forecast_provider(settings, model_dir=model_dir)
-    )
+    forecaster = build_forecast_provider(settings, model_dir=model_dir, resources=resources)
+    return create_app(settings=settings, provider=provider, lake=resources.lake, forecast_provider=forecaster)
 
 
 def app_from_env() -> FastAPI:
@@ -158,8 +207,12 @@ def run_server(
     workers: int | None = None,
     model_dir: Path | None = None,
     provider: ModelProvider | None = None,
+    resources: Resources | None = None,
 ) -> int:
     """Serve until SIGINT/SIGTERM; returns the exit code (non-zero when workers could not start).
+
+    A non-loopback ``host`` without ``serve_api_key`` raises :class:`UnauthenticatedExposureError`
+    first, unless ``serve_allow_unauthenticated`` is set (:func:`check_exposure`).
 
     With one worker the already-loaded ``provider`` (or one built here) serves in this process.
     With more, this process checks the model source without loading a model (a registry outage
@@ -172,13 +225,15 @@ def run_server(
     from bikeshare.serving.app import create_app
 
     host = host or settings.serve_host
+    check_exposure(settings, host)
     port = settings.serve_port if port is None else port
     workers = workers or settings.serve_workers
     if workers == 1:
-        provider = provider or build_provider(settings, model_dir=model_dir)
+        resources = endpoint_resources(settings, resources)
+        provider = provider or build_provider(settings, model_dir=model_dir, resources=resources)
         sock = bind_socket(host, port)
-        forecaster = build_forecast_provider(settings, model_dir=model_dir)
-        app = create_app(settings=settings, provider=provider, forecast_provider=forecaster)
+        forecaster = build_forecast_provider(settings, model_dir=model_dir, resources=resources)
+        app = create_app(settings=settings, provider=provider, lake=resources.lake, forecast_provider=forecaster)
         config = uvicorn_config(settings, app, workers=1)
         server = uvicorn.Server(config)
         server.run(sockets=[sock])
@@ -186,7 +241,7 @@ def run_server(
     if provider is not None:
         provider.close()  # each worker loads its own copy
     else:
-        log.info("models from %s", check_source(settings, model_dir=model_dir))
+        log.info("models from %s", check_source(settings, model_dir=model_dir, resources=resources))
     sock = bind_socket(host, port)
     config = uvicorn_config(settings, partial(worker_app, settings, model_dir), workers=workers, factory=True)
     supervisor = Multiprocess(config, sockets=[sock])

@@ -5,7 +5,8 @@ This is the hot path, so it never builds a DataFrame or a pydantic model: orjson
 one float64 matrix whose columns follow the model's feature order. Every way a body can be wrong
 raises :class:`WireError` with the HTTP status, a stable code and a message naming the problem.
 
-Request (either orientation; ``station_id`` is optional, echoed back, and never a feature)::
+Request (either orientation; ``station_id`` is optional, echoed back, and never a feature: a string,
+null, or an integer of at most 2**53 - 1 in size, the integers a JSON number holds exactly)::
 
     {"columns": ["station_id", "<feature>", ...], "data": [[...], ...]}
     {"instances": [{"station_id": "...", "<feature>": value, ...}, ...]}
@@ -23,29 +24,19 @@ from typing import Any
 
 import numpy as np
 import orjson
+from starlette.responses import Response
+
+from bikeshare.serving.errors import JSON, ApiError, error_response
 
 STATION_ID = "station_id"
 NUMERIC_TYPES = frozenset({float, int, bool, type(None)})
 STATION_ID_TYPES = frozenset({str, int, type(None)})
+MAX_SAFE_INT = 2**53 - 1  # an integer station_id must be exact as a JSON (double) number
 _SHOWN = 20  # at most this many names in one message
 
 
-class WireError(Exception):
-    """A request the endpoint refuses: HTTP ``status``, stable ``code``, human ``detail``."""
-
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.code = code
-        self.detail = detail
-
-    def body(self) -> bytes:
-        return error_body(self.code, self.detail)
-
-
-def error_body(code: str, detail: str) -> bytes:
-    """The JSON error document every 4xx/5xx of the endpoint carries."""
-    return orjson.dumps({"error": code, "detail": detail})
+class WireError(ApiError):
+    """A body the endpoint refuses: HTTP ``status``, stable ``code``, human ``detail``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +49,16 @@ class FeatureBatch:
     @property
     def rows(self) -> int:
         return int(self.matrix.shape[0])
+
+
+def is_json(content_type: str) -> bool:
+    """True for application/json and application/*+json (parameters such as charset ignored)."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == JSON or (media.startswith("application/") and media.endswith("+json"))
+
+
+def unsupported_media_type(content_type: str) -> Response:
+    return error_response(415, "unsupported_media_type", f"send application/json, not {content_type!r}")
 
 
 def parse_invocation(body: bytes, features: Sequence[str], *, max_rows: int) -> FeatureBatch:
@@ -111,7 +112,7 @@ def _parse_split(
     known = len(doc_keys) + width
     if STATION_ID in position:
         station_ids = list(map(itemgetter(position[STATION_ID]), data))
-        _check_station_ids(station_ids, row_label="row")
+        station_ids = _check_station_ids(station_ids, row_label="row")
         known += sum(map(_is_str, station_ids))
     picked = list(map(_getter([position[name] for name in features]), data))
     matrix = _to_matrix(picked, features, row_label="row", no_strings=_only_known_strings(body, known))
@@ -132,7 +133,7 @@ def _parse_records(
     known = len(doc_keys) + sum(map(len, instances))
     if any(STATION_ID in row for row in instances):
         station_ids = [row.get(STATION_ID) for row in instances]
-        _check_station_ids(station_ids, row_label="instance")
+        station_ids = _check_station_ids(station_ids, row_label="instance")
         known += sum(map(_is_str, station_ids))
     try:
         picked = list(map(getter, instances))
@@ -208,14 +209,22 @@ def _is_str(value: Any) -> bool:
     return type(value) is str
 
 
-def _check_station_ids(station_ids: list[Any], *, row_label: str) -> None:
-    if not set(map(type, station_ids)) <= STATION_ID_TYPES:
-        bad = next(i for i, v in enumerate(station_ids) if type(v) not in STATION_ID_TYPES)
-        raise WireError(
-            422,
-            "wrong_type",
-            f"'station_id' of {row_label} {bad} must be a string or an integer; got {_json_kind(station_ids[bad])}",
-        )
+def _check_station_ids(station_ids: list[Any], *, row_label: str) -> list[Any]:
+    """The ids as echoed: strings, nulls and JSON-safe integers (an integral float such as 12.0 becomes 12)."""
+    kinds = set(map(type, station_ids))
+    if kinds <= {str, type(None)}:
+        return station_ids
+    ids = [int(v) if type(v) is float and v.is_integer() else v for v in station_ids] if float in kinds else station_ids
+    for i, v in enumerate(ids):
+        if type(v) not in STATION_ID_TYPES or (type(v) is int and not -MAX_SAFE_INT <= v <= MAX_SAFE_INT):
+            shown = f"{_json_kind(station_ids[i])} {_preview(station_ids[i])}"
+            raise WireError(
+                422,
+                "wrong_type",
+                f"'station_id' of {row_label} {i} must be a string or an integer of at most 2**53 - 1 in size; "
+                f"got {shown}",
+            )
+    return ids
 
 
 def encode_response(
