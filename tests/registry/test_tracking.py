@@ -167,3 +167,33 @@ def test_git_commit_outside_a_checkout(tmp_path: Path) -> None:
     assert git_commit(tmp_path) == "unknown"
     commit = git_commit()
     assert commit == "unknown" or (len(commit) == 40 and int(commit, 16) >= 0)
+
+
+@pytest.mark.parametrize("forecast", [False, True])
+def test_the_model_code_imports_without_the_installed_package(tmp_path: Path, forecast: bool) -> None:
+    """The copy shipped inside an MLflow model loads with only itself on the path (as `mlflow models serve`)."""
+    import subprocess
+    import sys
+
+    from bikeshare.registry.tracking import write_model_code
+
+    _entry, package = write_model_code(tmp_path / "code", forecast=forecast)
+    module = "bikeshare.registry.forecast_pyfunc" if forecast else "bikeshare.registry.pyfunc_model"
+    # -S: no site-packages .pth, so the project's own src is not importable; numpy and pandas come from PYTHONPATH
+    import numpy
+    import pandas
+
+    deps = sorted({str(Path(m.__file__).parents[1]) for m in (numpy, pandas)})
+    code = (
+        f"import sys; sys.path[:0] = [{str(package.parent)!r}]; "
+        f"import {module}; import bikeshare; print(bikeshare.__file__)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        env={"PYTHONPATH": ":".join(deps)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith(str(package))

@@ -205,9 +205,10 @@ FORECAST_MODEL_CODE = MODEL_CODE.replace(
 def write_model_code(folder: Path, *, forecast: bool = False) -> tuple[Path, Path]:
     """The models-from-code entry file and a minimal ``bikeshare`` package it imports.
 
-    Only the pyfunc wrapper and the bundle module are copied, so a logged model scores with
-    numpy, pandas, the booster library and mlflow alone.
+    Only the pyfunc wrapper, the bundle module and the enums it imports are copied, so a logged
+    model scores with numpy, pandas, the booster library and mlflow alone.
     """
+    import bikeshare.enums as enums_module
     import bikeshare.registry.forecast_pyfunc as forecast_pyfunc_module
     import bikeshare.registry.pyfunc_model as pyfunc_module
     import bikeshare.training.bundle as bundle_module
@@ -217,6 +218,8 @@ def write_model_code(folder: Path, *, forecast: bool = False) -> tuple[Path, Pat
     for sub in ("", "training", "registry"):
         (package / sub).mkdir(parents=True, exist_ok=True)
         (package / sub / "__init__.py").write_text('"""Minimal copy shipped inside an MLflow model."""\n')
+    # the bundle's own imports travel with it: a model served without our package must load
+    shutil.copyfile(str(enums_module.__file__), package / "enums.py")
     shutil.copyfile(str(bundle_module.__file__), package / "training" / "bundle.py")
     shutil.copyfile(str(pyfunc_module.__file__), package / "registry" / "pyfunc_model.py")
     if forecast:
