@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,6 +18,7 @@ from bikeshare.inference.endpoint_client import EndpointClient
 from bikeshare.lake.store import partition_value
 from bikeshare.lake.tables import INFERENCE, INFERENCE_BATCHES, STATION_STATUS, Grain
 from bikeshare.registry.client import load_bundle, model_name, open_client
+from support.proxy import FaultProxy
 from support.worlds import EndpointServer, free_loopback_port
 
 from .conftest import HISTORY_END, Env, World, fit_run, settings_for
@@ -181,54 +179,18 @@ def test_a_stopped_endpoint_gives_a_failed_batch_and_no_partition(env: Env, worl
         server.stop()
 
 
-class FaultProxy:
-    """A loopback proxy in front of the endpoint that answers 503 to the first ``failures`` calls."""
-
-    def __init__(self, upstream: str, *, failures: int) -> None:
-        self.calls = 0
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                counted = self.path == "/invocations"  # the forecast route passes through uncounted
-                proxy.calls += counted
-                if counted and proxy.calls <= failures:
-                    payload = b'{"error": "overloaded", "detail": "injected fault"}'
-                    self.send_response(503)
-                else:
-                    headers = {k: v for k, v in self.headers.items() if k.lower().startswith(("content-type", "x-"))}
-                    answer = httpx.post(f"{upstream}{self.path}", content=body, headers=headers, timeout=10)
-                    payload = answer.content
-                    self.send_response(answer.status_code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FaultProxy:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+def failing_proxy(upstream: str, *, failures: int) -> FaultProxy:
+    """A proxy answering 503 to the first ``failures`` calls of /invocations (the forecast route passes)."""
+    return FaultProxy(upstream, failing=lambda path, n: path == "/invocations" and n <= failures)
 
 
 def test_a_transient_5xx_is_retried_and_the_batch_succeeds(env: Env, endpoint: EndpointServer) -> None:
-    with FaultProxy(endpoint.url, failures=2) as proxy:
+    with failing_proxy(endpoint.url, failures=2) as proxy:
         record = run(env, url=proxy.url)
-    assert record.status == "ok" and record.attempts == 3 and proxy.calls == 3
+    assert record.status == "ok" and record.attempts == 3 and proxy.calls["/invocations"] == 3
     assert len(env.lake.read(INFERENCE, city="sf")) == record.rows > 0
 
-    with FaultProxy(endpoint.url, failures=3) as proxy:
+    with failing_proxy(endpoint.url, failures=3) as proxy:
         failed = run(env, url=proxy.url, now=NOW + pd.Timedelta(minutes=5))
     assert failed.status == "failed" and failed.attempts == 3 and "HTTP 503 overloaded" in (failed.error or "")
 
@@ -295,7 +257,7 @@ def test_shadow_scores_staging_only_when_it_differs_from_production(
 def test_an_alias_with_its_own_endpoint_is_asked_there(env: Env, endpoint: EndpointServer) -> None:
     from bikeshare.inference.batch import alias_clients
 
-    with FaultProxy(endpoint.url, failures=0) as staging:
+    with failing_proxy(endpoint.url, failures=0) as staging:
         settings = env.settings.model_copy(update={"infer_alias_endpoints": {"staging": staging.url}})
         routes = alias_clients(settings, ("production", "staging"), sleep=lambda _s: None)
         assert set(routes) == {"staging"}
@@ -308,7 +270,7 @@ def test_an_alias_with_its_own_endpoint_is_asked_there(env: Env, endpoint: Endpo
                 aliases=("production", "staging"),
                 alias_endpoints=routes,
             )
-    assert staging.calls == 1
+    assert staging.calls["/invocations"] == 1
     assert record.endpoint == f"{endpoint.url}/invocations"
     assert record.shadows[0].endpoint == f"{staging.url}/invocations"
     bad = env.settings.model_copy(update={"infer_alias_endpoints": {"canary": staging.url}})

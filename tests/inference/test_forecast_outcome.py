@@ -6,13 +6,9 @@ the forecast route alone."""
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -26,6 +22,7 @@ from bikeshare.monitoring.alerts import evaluate
 from bikeshare.monitoring.rules import load_rules
 from bikeshare.monitoring.signals import Window, measure_inference
 from bikeshare.serving.forecast import FolderForecastProvider
+from support.proxy import FaultProxy
 
 from .conftest import HISTORY_END, EndpointServer, Env, World, fit_forecast_bundle, free_loopback_port, settings_for
 
@@ -35,46 +32,9 @@ SLOT_DT = partition_value(SLOT, Grain.MINUTE)
 FORECAST_ROUTE = "/v1/forecast/invocations"
 
 
-class ForecastFaultProxy:
-    """A loopback proxy in front of the endpoint: counts calls per route, answers 503 on the forecast
-    route alone while ``fail_forecast`` is set."""
-
-    def __init__(self, upstream: str) -> None:
-        self.calls: Counter[str] = Counter()
-        self.fail_forecast = True
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                proxy.calls[self.path] += 1
-                if self.path == FORECAST_ROUTE and proxy.fail_forecast:
-                    payload = b'{"error": "overloaded", "detail": "injected forecast fault"}'
-                    self.send_response(503)
-                else:
-                    headers = {k: v for k, v in self.headers.items() if k.lower().startswith(("content-type", "x-"))}
-                    answer = httpx.post(f"{upstream}{self.path}", content=body, headers=headers, timeout=30)
-                    payload = answer.content
-                    self.send_response(answer.status_code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> ForecastFaultProxy:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+def forecast_faults(upstream: str) -> FaultProxy:
+    """A proxy that answers 503 on the forecast route alone (until ``failing`` is replaced)."""
+    return FaultProxy(upstream, failing=lambda path, _n: path == FORECAST_ROUTE)
 
 
 @pytest.fixture(scope="module")
@@ -113,12 +73,12 @@ def monitor_counts(env: Env) -> dict[str, float | None]:
 def test_a_failed_forecast_call_is_recorded_and_a_re_run_fills_the_slot(
     env: Env, forecast_endpoint: EndpointServer
 ) -> None:
-    with ForecastFaultProxy(forecast_endpoint.url) as proxy:
+    with forecast_faults(forecast_endpoint.url) as proxy:
         first = run(env, proxy.url)
 
         assert first.status == "ok" and first.rows > 0
         assert first.forecast_status == "failed"
-        assert "HTTP 503" in (first.forecast_error or "") and "injected forecast fault" in (first.forecast_error or "")
+        assert "HTTP 503" in (first.forecast_error or "") and "injected fault" in (first.forecast_error or "")
         assert "forecasts failed" in first.summary()
         assert proxy.calls == {"/invocations": 1, FORECAST_ROUTE: env.settings.infer_retry_attempts}
         assert not env.lake.exists(FORECASTS, city="sf", dt=SLOT_DT, name="production")
@@ -128,7 +88,7 @@ def test_a_failed_forecast_call_is_recorded_and_a_re_run_fills_the_slot(
         (fired,) = evaluate([load_rules().get("forecast_failures")], signals, [], WINDOW.end.to_pydatetime())
         assert (fired.event, fired.rule, fired.severity, fired.value) == ("fired", "forecast_failures", "warning", 1.0)
 
-        proxy.fail_forecast = False
+        proxy.failing = lambda _path, _n: False
         second = run(env, proxy.url, now=NOW + pd.Timedelta(seconds=30))  # same slot
 
         assert second.status == "skipped" and "already scored" in (second.error or "")

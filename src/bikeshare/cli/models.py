@@ -3,17 +3,34 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bikeshare.cli.app import app, parse_time, registry_failure, resources_of, window_options
 from bikeshare.cli.options import ArtifactsOpt, EndOpt, NoteOpt, StartOpt, TargetOpt, TestStartOpt, ToAliasOpt
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from bikeshare.resources import CityContext
+
 NO_FEATURES = "no feature rows in the lake for this window: run `bikeshare features build` first"
 
 features_app = typer.Typer(no_args_is_help=True, help="The feature store: build the features table, EDA report.")
 app.add_typer(features_app, name="features")
+
+
+def _stored_features(ctx: typer.Context, start: str | None, end: str | None) -> tuple[CityContext, pd.DataFrame]:
+    """The city and its stored features in the ``--start``/``--end`` window; a clear error when there are none."""
+    from bikeshare.features.build import load_features
+
+    city = resources_of(ctx).city()
+    start_ts, end_ts = window_options(start, end)
+    frame = load_features(lake=city.lake.lake, city=city.key, start=start_ts, end=end_ts)
+    if frame.empty:
+        raise typer.BadParameter(NO_FEATURES)
+    return city, frame
 
 
 @features_app.command("build")
@@ -51,14 +68,9 @@ def features_report(
     end: Annotated[str | None, typer.Option(help="Last slot (UTC ISO).")] = None,
 ) -> None:
     """EDA report of the features table: distributions, correlations, label rates, leakage check."""
-    from bikeshare.features.build import load_features
     from bikeshare.features.report import write_report
 
-    city = resources_of(ctx).city()
-    start_ts, end_ts = window_options(start, end)
-    frame = load_features(lake=city.lake.lake, city=city.key, start=start_ts, end=end_ts)
-    if frame.empty:
-        raise typer.BadParameter(NO_FEATURES)
+    city, frame = _stored_features(ctx, start, end)
     path = write_report(frame, out=out, lake=city.lake.lake, settings=city.settings)
     typer.echo(f"report written to {path}")
 
@@ -77,7 +89,6 @@ def train(
     log: Annotated[bool, typer.Option(help="Log the run to MLflow and register the model.")] = True,
 ) -> None:
     """Train, calibrate and evaluate a model against persistence; log and register it in MLflow."""
-    from bikeshare.features.build import load_features
     from bikeshare.registry.candidate import Candidate, register_candidate
     from bikeshare.registry.client import RegistryUnavailable
     from bikeshare.training.models import ALGOS
@@ -85,13 +96,9 @@ def train(
 
     if algo not in ALGOS:
         raise typer.BadParameter(f"{algo!r} is not one of {', '.join(ALGOS)}", param_hint="--algo")
-    city = resources_of(ctx).city()
+    city, frame = _stored_features(ctx, start, end)
     settings = city.settings
-    start_ts, end_ts = window_options(start, end)
     test_ts = parse_time(test_start)
-    frame = load_features(lake=city.lake.lake, city=city.key, start=start_ts, end=end_ts)
-    if frame.empty:
-        raise typer.BadParameter(NO_FEATURES)
     candidate: Candidate | None = None
     try:
         if log:  # train -> log and register -> tag -> baselines, as the pipeline and the drills do
@@ -142,17 +149,12 @@ def forecast_train(
     log: Annotated[bool, typer.Option(help="Log the run to MLflow and register bikeshare-<city>-forecast.")] = True,
 ) -> None:
     """Train the forecast family (horizon as a feature) and print its per-horizon evaluation against persistence."""
-    from bikeshare.features.build import load_features
     from bikeshare.registry.forecast import forecast_gate
     from bikeshare.training.forecast import train_forecast
 
-    city = resources_of(ctx).city()
+    city, frame = _stored_features(ctx, start, end)
     settings = city.settings
-    start_ts, end_ts = window_options(start, end)
     test_ts = parse_time(test_start)
-    frame = load_features(lake=city.lake.lake, city=city.key, start=start_ts, end=end_ts)
-    if frame.empty:
-        raise typer.BadParameter(NO_FEATURES)
     try:
         result = train_forecast(frame, settings=settings, test_start=test_ts, artifacts_dir=out)
     except ValueError as exc:
