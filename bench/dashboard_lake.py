@@ -143,7 +143,7 @@ def ensure_models(root: Path) -> dict[str, Any]:
     client = open_client(settings)
     if not list_versions(client, model_name(CITY, "docks")):
         log("features for training")
-        frame = build_features(lake=lake, city=CITY, start=TRAIN_START, end=TRAIN_END, settings=settings)
+        frame = build_features(lake=lake, start=TRAIN_START, end=TRAIN_END, settings=settings)
         worlds = shared_worlds()
         for target in ("bikes", "docks"):
             log(f"training {target} (60 and 120 rounds)")
@@ -192,7 +192,7 @@ def score_offline(root: Path, bundles: dict[str, Any], until: pd.Timestamp) -> N
             day += pd.Timedelta(days=1)
             continue
         log(f"scoring {day:%Y-%m-%d}")
-        frame = build_features(lake=lake, city=CITY, start=day, end=day_end, settings=settings, with_labels=False)
+        frame = build_features(lake=lake, start=day, end=day_end, settings=settings, with_labels=False)
         records = []
         for slot, rows in frame.groupby("slot", sort=True):
             slot = pd.Timestamp(slot)
@@ -323,7 +323,7 @@ def monitor(root: Path, end: pd.Timestamp) -> None:
         day = SCORE_START + pd.Timedelta(days=1)
         while day <= end:
             live = build_features(
-                lake=lake, city=CITY, start=day - pd.Timedelta(hours=6), end=day, settings=settings, with_labels=False
+                lake=lake, start=day - pd.Timedelta(hours=6), end=day, settings=settings, with_labels=False
             )
             for target, base in baselines.items():
                 write_drift_scores(

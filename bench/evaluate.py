@@ -114,7 +114,7 @@ def main() -> None:
     span_days = (last - first).total_seconds() / 86400
 
     started = time.perf_counter()
-    written = write_features(lake=lake, city=settings.city, start=first, end=last, settings=settings)
+    written = write_features(lake=lake, start=first, end=last, settings=settings)
     build_s = time.perf_counter() - started
     frame = load_features(lake=lake, city=settings.city)
     print(f"features: {len(written)} days, {len(frame):,} rows, built in {build_s:.1f} s", flush=True)
@@ -123,7 +123,7 @@ def main() -> None:
     online_times = []
     for _ in range(args.online_runs):
         t0 = time.perf_counter()
-        rows = online_features(lake=lake, city=settings.city, at=slot, settings=settings)
+        rows = online_features(lake=lake, at=slot, settings=settings)
         online_times.append(time.perf_counter() - t0)
     online_s = statistics.median(online_times)
 

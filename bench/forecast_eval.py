@@ -52,7 +52,7 @@ def main() -> None:
     if not args.reuse_features:
         first, last = status_span(lake=lake, city=settings.city)
         started = time.perf_counter()
-        write_features(lake=lake, city=settings.city, start=first, end=last, settings=settings)
+        write_features(lake=lake, start=first, end=last, settings=settings)
         build_s = time.perf_counter() - started
     frame = load_features(lake=lake, city=settings.city)
     if frame.empty:

@@ -127,7 +127,6 @@ def main() -> None:
     start = pd.Timestamp(args.start)
     frame = build_features(
         lake=lake,
-        city="sf",
         start=start - pd.Timedelta(hours=30),
         end=start - pd.Timedelta(hours=24),
         settings=settings,

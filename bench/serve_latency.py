@@ -113,7 +113,7 @@ def build_models(work: Path, *, trees: int, hours: float) -> tuple[Any, pd.DataF
     started = time.perf_counter()
     backfill(recording=recording, lake=lake, settings=settings)
     end = recording.end.floor("5min") - pd.Timedelta(minutes=settings.horizon_min)
-    frame = build_features(lake=lake, city="sf", start=end - pd.Timedelta(hours=hours), end=end, settings=settings)
+    frame = build_features(lake=lake, start=end - pd.Timedelta(hours=hours), end=end, settings=settings)
     names = tuple(n for n in FEATURES.schema.names if n not in LABELS + KEYS)
     print(f"features: {len(frame)} rows x {len(names)} features in {time.perf_counter() - started:.1f} s")
     client = open_client(settings)

@@ -78,7 +78,7 @@ def slice_day_features(slice_settings: Settings) -> pd.DataFrame:
 
     start, end = (pd.Timestamp(t) for t in SLICE_FEATURE_DAY)
     lake = Lake.open(slice_settings.lake_uri)
-    return build_features(lake=lake, city=slice_settings.city, start=start, end=end, settings=slice_settings)
+    return build_features(lake=lake, start=start, end=end, settings=slice_settings)
 
 
 @pytest.fixture(scope="session")

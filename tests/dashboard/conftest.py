@@ -177,7 +177,7 @@ def build_world(root: Path, *, mlflow_template: Path | None = None) -> World:
         shutil.copyfile(mlflow_template, state_dir / "mlflow.db")
     backfill(recording=cut, lake=lake, settings=settings, workers=2)
 
-    frame = build_features(lake=lake, city=CITY, start=TRAIN_START, end=TRAIN_END, settings=settings)
+    frame = build_features(lake=lake, start=TRAIN_START, end=TRAIN_END, settings=settings)
     client = open_client(settings)
     baselines = {}
     window = (TRAIN_START.isoformat(), TRAIN_END.isoformat())
@@ -205,7 +205,7 @@ def build_world(root: Path, *, mlflow_template: Path | None = None) -> World:
                 assert record.ok, record.summary()
     run_actuals(lake=lake, settings=settings, now=ACTUALS_AT)
 
-    live = build_features(lake=lake, city=CITY, start=FIRST_SLOT, end=LAST_SLOT, settings=settings, with_labels=False)
+    live = build_features(lake=lake, start=FIRST_SLOT, end=LAST_SLOT, settings=settings, with_labels=False)
     for target in ("bikes", "docks"):
         scores = drift_table(baselines[target], live)
         write_drift_scores(

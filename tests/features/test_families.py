@@ -46,7 +46,7 @@ def family_lake(family_settings: Settings) -> Lake:
 
 @pytest.fixture(scope="module")
 def rows(family_lake: Lake, family_settings: Settings) -> pd.DataFrame:
-    frame = build_features(lake=family_lake, city="sf", start=ts("2023-03-07T09:55"), end=T, settings=family_settings)
+    frame = build_features(lake=family_lake, start=ts("2023-03-07T09:55"), end=T, settings=family_settings)
     return frame.set_index(["station_id", "slot"])
 
 
@@ -141,18 +141,18 @@ def test_labels_at_the_horizon(rows: pd.DataFrame) -> None:
 
 def test_labels_are_null_where_the_horizon_is_missing(family_lake: Lake, family_settings: Settings) -> None:
     frame = build_features(
-        lake=family_lake, city="sf", start=ts("2023-03-07T11:30"), end=ts("2023-03-07T11:40"), settings=family_settings
+        lake=family_lake, start=ts("2023-03-07T11:30"), end=ts("2023-03-07T11:40"), settings=family_settings
     )
     late = frame[frame["slot"] == ts("2023-03-07T11:40")]
     # 12:10 is 10 minutes past the last snapshot (12:00): still valid; 11:40 + 30 = 12:10.
     assert late["y_bikes"].notna().all()
     frame = build_features(
-        lake=family_lake, city="sf", start=ts("2023-03-07T12:00"), end=ts("2023-03-07T12:00"), settings=family_settings
+        lake=family_lake, start=ts("2023-03-07T12:00"), end=ts("2023-03-07T12:00"), settings=family_settings
     )
     # 12:30 is exactly 30 minutes after 12:00: still within the age limit.
     assert frame["y_bikes"].notna().all()
     frame = build_features(
-        lake=family_lake, city="sf", start=ts("2023-03-07T12:05"), end=ts("2023-03-07T12:30"), settings=family_settings
+        lake=family_lake, start=ts("2023-03-07T12:05"), end=ts("2023-03-07T12:30"), settings=family_settings
     )
     assert frame["y_bikes"].isna().all() and frame["bikes_t_h"].isna().all()
 
@@ -161,7 +161,7 @@ def test_without_weather_the_columns_are_null(tmp_path: Path, settings: Settings
     lake = new_lake(settings.lake_uri)
     for k in range(4):
         write_snapshot(lake, T + pd.Timedelta(minutes=5 * k), [Obs("a", 5, 15)])
-    frame = build_features(lake=lake, city="sf", start=T, end=T + pd.Timedelta(minutes=15), settings=settings)
+    frame = build_features(lake=lake, start=T, end=T + pd.Timedelta(minutes=15), settings=settings)
     assert len(frame) == 4
     assert frame[["temp_c", "precip_mm", "wind_kmh", "condition_code"]].isna().all().all()
     assert np.isnan(feature_matrix(frame, FEATURE_COLUMNS)).any()  # NaN reaches the model, which handles it
@@ -172,14 +172,14 @@ def test_public_holidays_of_the_country(settings: Settings) -> None:
     for day in ("2023-07-04", "2023-07-14"):
         write_snapshot(lake, f"{day}T18:00", [Obs("a", 5, 15)])
     us = build_features(
-        lake=lake, city="sf", start=ts("2023-07-04T18:00"), end=ts("2023-07-14T18:00"), settings=settings
+        lake=lake, start=ts("2023-07-04T18:00"), end=ts("2023-07-14T18:00"), settings=settings
     ).set_index("slot")
     assert us.loc[ts("2023-07-04T18:00"), "is_holiday"] == 1  # US Independence Day (country from the time zone)
     assert us.loc[ts("2023-07-14T18:00"), "is_holiday"] == 0
     france = settings.model_copy(update={"holiday_country": "FR"})
-    fr = build_features(
-        lake=lake, city="sf", start=ts("2023-07-04T18:00"), end=ts("2023-07-14T18:00"), settings=france
-    ).set_index("slot")
+    fr = build_features(lake=lake, start=ts("2023-07-04T18:00"), end=ts("2023-07-14T18:00"), settings=france).set_index(
+        "slot"
+    )
     assert fr.loc[ts("2023-07-04T18:00"), "is_holiday"] == 0
     assert fr.loc[ts("2023-07-14T18:00"), "is_holiday"] == 1  # Fête nationale
 

@@ -31,9 +31,7 @@ def _by_slot(frame: pd.DataFrame) -> dict[str, tuple[int, float]]:
 
 
 def test_grid_is_as_of_the_latest_snapshot_and_missing_after_the_age_limit(grid_lake: Lake, settings: Settings) -> None:
-    frame = build_features(
-        lake=grid_lake, city="sf", start=ts("2023-03-07T10:00"), end=ts("2023-03-07T11:55"), settings=settings
-    )
+    frame = build_features(lake=grid_lake, start=ts("2023-03-07T10:00"), end=ts("2023-03-07T11:55"), settings=settings)
     got = _by_slot(frame)
     assert "10:00" not in got  # before the first snapshot
     assert got["10:05"] == (5, 3.0)
@@ -53,22 +51,18 @@ def test_grid_is_as_of_the_latest_snapshot_and_missing_after_the_age_limit(grid_
 
 def test_a_shorter_age_limit_drops_more_slots(grid_lake: Lake, settings: Settings) -> None:
     strict = settings.model_copy(update={"max_snapshot_age_min": 10})
-    frame = build_features(
-        lake=grid_lake, city="sf", start=ts("2023-03-07T10:00"), end=ts("2023-03-07T11:55"), settings=strict
-    )
+    frame = build_features(lake=grid_lake, start=ts("2023-03-07T10:00"), end=ts("2023-03-07T11:55"), settings=strict)
     assert set(_by_slot(frame)) == {"10:05", "10:10", "10:15", "10:20", "11:10", "11:15", "11:20"}
 
 
 def test_a_ten_minute_grid(grid_lake: Lake, settings: Settings) -> None:
     ten = settings.model_copy(update={"grid_minutes": 10})
-    frame = build_features(
-        lake=grid_lake, city="sf", start=ts("2023-03-07T10:00"), end=ts("2023-03-07T11:00"), settings=ten
-    )
+    frame = build_features(lake=grid_lake, start=ts("2023-03-07T10:00"), end=ts("2023-03-07T11:00"), settings=ten)
     assert _by_slot(frame) == {"10:10": (5, 8.0), "10:20": (7, 7.0), "10:30": (7, 17.0), "10:40": (7, 27.0)}
 
 
 def test_online_rows_are_the_latest_slot(grid_lake: Lake, settings: Settings) -> None:
-    frame = online_features(lake=grid_lake, city="sf", at=ts("2023-03-07T10:18:59"), settings=settings)
+    frame = online_features(lake=grid_lake, at=ts("2023-03-07T10:18:59"), settings=settings)
     assert list(frame["slot"]) == [ts("2023-03-07T10:15")]
     assert frame["y_bikes"].isna().all()  # online rows carry no label
 
@@ -92,7 +86,6 @@ def test_naive_times_are_refused(grid_lake: Lake, settings: Settings) -> None:
     with pytest.raises(ValueError, match="no timezone"):
         build_features(
             lake=grid_lake,
-            city="sf",
             start=pd.Timestamp("2023-03-07T10:00"),
             end=pd.Timestamp("2023-03-07T11:00"),
             settings=settings,
@@ -103,6 +96,4 @@ def test_a_lake_without_system_information_is_a_clear_error(settings: Settings) 
     lake = Lake.open(settings.lake_uri)
     write_snapshot(lake, "2023-03-07T10:02", [Obs("a", 5, 15)])
     with pytest.raises(ValueError, match="no system_information"):
-        build_features(
-            lake=lake, city="sf", start=ts("2023-03-07T10:00"), end=ts("2023-03-07T11:00"), settings=settings
-        )
+        build_features(lake=lake, start=ts("2023-03-07T10:00"), end=ts("2023-03-07T11:00"), settings=settings)

@@ -32,7 +32,7 @@ def _write(lake: Lake, minutes: list[int], values: list[list[int]], *, masked: s
 
 
 def _features_at_t(lake: Lake, settings: Settings) -> pd.DataFrame:
-    frame = build_features(lake=lake, city="sf", start=T - pd.Timedelta(minutes=10), end=T, settings=settings)
+    frame = build_features(lake=lake, start=T - pd.Timedelta(minutes=10), end=T, settings=settings)
     frame = frame[frame["slot"] <= T].drop(columns=list(LABEL_COLUMNS))
     return frame.sort_values(["slot", "station_id"]).reset_index(drop=True)
 
@@ -73,15 +73,15 @@ def test_the_future_does_change_the_labels(settings: Settings) -> None:
     lake = new_lake(settings.lake_uri)
     _write(lake, PAST, [[5, 5, 5]] * len(PAST))
     _write(lake, FUTURE, [[5, 5, 5]] * len(FUTURE))
-    before = build_features(lake=lake, city="sf", start=T, end=T, settings=settings)
+    before = build_features(lake=lake, start=T, end=T, settings=settings)
     _write(lake, FUTURE, [[0, 0, 0]] * len(FUTURE))
-    after = build_features(lake=lake, city="sf", start=T, end=T, settings=settings)
+    after = build_features(lake=lake, start=T, end=T, settings=settings)
     assert not before["y_bikes"].any() and after["y_bikes"].all()
     features = list(FEATURE_COLUMNS)
     np.testing.assert_array_equal(
         before[features].to_numpy(dtype=float, na_value=np.nan), after[features].to_numpy(dtype=float, na_value=np.nan)
     )
-    online = online_features(lake=lake, city="sf", at=T, settings=settings)
+    online = online_features(lake=lake, at=T, settings=settings)
     np.testing.assert_array_equal(
         online[features].to_numpy(dtype=float, na_value=np.nan), after[features].to_numpy(dtype=float, na_value=np.nan)
     )

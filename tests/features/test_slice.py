@@ -48,7 +48,7 @@ def test_online_rows_equal_offline_rows(slice_settings: Settings, slice_day_feat
     t = pd.Timestamp(slot)
     lake = Lake.open(slice_settings.lake_uri)
     started = time.perf_counter()
-    online = online_features(lake=lake, city="sf", at=t + pd.Timedelta(minutes=2), settings=slice_settings)
+    online = online_features(lake=lake, at=t + pd.Timedelta(minutes=2), settings=slice_settings)
     elapsed = time.perf_counter() - started
     offline = slice_day_features[slice_day_features["slot"] == t]
     columns = ["station_id", "slot", *FEATURE_COLUMNS]

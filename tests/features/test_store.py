@@ -24,13 +24,11 @@ def test_write_features_splits_days_and_rebuilding_replaces(settings: Settings) 
     lake = _lake(settings)
     first, last = status_span(lake=lake, city="sf")
     assert (first, last) == (ts("2023-03-07T23:00"), ts("2023-03-08T00:56"))
-    written = write_features(lake=lake, city="sf", start=first, end=last, settings=settings)
+    written = write_features(lake=lake, start=first, end=last, settings=settings)
     assert written == ["2023-03-07", "2023-03-08"]
     stored = load_features(lake=lake, city="sf")
     # Whole days are built: slots after the last snapshot stay valid up to max_snapshot_age_min.
-    direct = build_features(
-        lake=lake, city="sf", start=ts("2023-03-07T00:00"), end=ts("2023-03-08T23:55"), settings=settings
-    )
+    direct = build_features(lake=lake, start=ts("2023-03-07T00:00"), end=ts("2023-03-08T23:55"), settings=settings)
     pd.testing.assert_frame_equal(stored, direct)
     assert stored["slot"].max() == ts("2023-03-08T01:25")
     # Late data arrives: the labels of the last slots become known once the day is rebuilt.
@@ -38,7 +36,7 @@ def test_write_features_splits_days_and_rebuilding_replaces(settings: Settings) 
     for k in range(24, 32):
         write_snapshot(lake, ts("2023-03-07T23:00") + pd.Timedelta(minutes=5 * k), [Obs("a", 0, 20), Obs("b", 2, 18)])
     files_before = lake.files(FEATURES, city="sf", dts=["2023-03-08"])
-    write_features(lake=lake, city="sf", start=ts("2023-03-08T00:00"), end=ts("2023-03-08T00:00"), settings=settings)
+    write_features(lake=lake, start=ts("2023-03-08T00:00"), end=ts("2023-03-08T00:00"), settings=settings)
     assert lake.files(FEATURES, city="sf", dts=["2023-03-08"]) == files_before  # replaced, not added
     rebuilt = load_features(lake=lake, city="sf", start=ts("2023-03-08T01:00"), end=ts("2023-03-08T01:00"))
     assert rebuilt["y_bikes"].tolist() == [True, True]

@@ -144,7 +144,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     settings = settings_for(root / "lake", state)
     lake = Lake.open(settings.lake_uri)
     backfill(recording=history, lake=lake, settings=settings, workers=2)
-    frame = build_features(lake=lake, city="sf", start=TRAIN_START, end=TRAIN_END, settings=settings)
+    frame = build_features(lake=lake, start=TRAIN_START, end=TRAIN_END, settings=settings)
     client = open_client(settings)
     for target in ("bikes", "docks"):
         logged = log_training_run(

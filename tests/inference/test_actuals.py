@@ -83,7 +83,7 @@ def test_late_snapshots_are_waited_for_then_joined_and_dark_stations_become_miss
     assert [p.rsplit("/", 2)[-2] for p in env.lake.files(QUALITY, city="sf")] == [f"dt={TARGET:%Y-%m-%d}"]
 
     # Joined values are the labels the feature SQL gives the same slot.
-    labels = build_features(lake=env.lake, city="sf", start=SLOT, end=SLOT, settings=settings).set_index("station_id")
+    labels = build_features(lake=env.lake, start=SLOT, end=SLOT, settings=settings).set_index("station_id")
     for target in ("bikes", "docks"):
         mine = quality[quality["target"] == target].set_index("station_id")
         expected = labels.loc[mine.index, f"{target}_t_h"]

@@ -76,7 +76,7 @@ def test_a_batch_scores_every_unmasked_station_with_the_registered_models(env: E
     }
 
     # The probabilities are the registered bundles' on the same online feature rows.
-    features = online_features(lake=env.lake, city="sf", at=NOW, settings=env.settings)
+    features = online_features(lake=env.lake, at=NOW, settings=env.settings)
     masked = masked_latest(env, SLOT)
     scored = features[~features["station_id"].isin(masked)].set_index("station_id")
     client = open_client(env.settings)
@@ -102,7 +102,7 @@ def test_a_batch_scores_every_unmasked_station_with_the_registered_models(env: E
 
 def test_stations_masked_by_the_contract_are_not_scored_but_counted(env: Env) -> None:
     before = masked_latest(env, SLOT)
-    features = online_features(lake=env.lake, city="sf", at=NOW, settings=env.settings)
+    features = online_features(lake=env.lake, at=NOW, settings=env.settings)
     victim = next(s for s in features["station_id"] if s not in before)
     # A newer snapshot of the victim, masked (not renting): its older unmasked snapshot is still
     # within max_snapshot_age_min, so the feature SQL gives it a row; the job must leave it out.
@@ -117,7 +117,7 @@ def test_stations_masked_by_the_contract_are_not_scored_but_counted(env: Env) ->
     )
     last = last.assign(last_updated=seen, fetched_at=seen, is_renting=False, masked=True, mask_reasons="not_renting")
     env.lake.write(STATION_STATUS, last, city="sf", dt=partition_value(seen, Grain.MINUTE), name="late-mask")
-    assert victim in set(online_features(lake=env.lake, city="sf", at=NOW, settings=env.settings)["station_id"])
+    assert victim in set(online_features(lake=env.lake, at=NOW, settings=env.settings)["station_id"])
 
     record = run(env)
 

@@ -26,6 +26,7 @@ from bikeshare.orchestration.drills import (
     registry_provider,
     run_drill,
 )
+from bikeshare.resources import Resources
 
 from .conftest import HttpReceiver, SmtpInbox
 from .drill_world import WORLD_START, copy_world, drill_world, world_plan  # noqa: F401 - the fixture
@@ -128,7 +129,8 @@ def test_the_drill_loop_runs_the_due_jobs_in_order_each_replay_minute_and_honour
     env = copy_world(drill_world, tmp_path)
     stop = threading.Event()
     with ReplayServer(env.world.recording, start=WORLD_START, paused=True) as replay:
-        endpoint = ThreadedEndpoint(env.settings, registry_provider(env.settings), env.lake).start()
+        provider = registry_provider(env.settings, Resources.build(env.settings).registry)
+        endpoint = ThreadedEndpoint(env.settings, provider, env.lake).start()
         loop = ReplayLoop(
             settings=env.settings,
             lake=env.lake,

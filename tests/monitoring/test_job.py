@@ -23,6 +23,7 @@ from bikeshare.monitoring.model_baselines import BASELINE_ARTIFACT, training_bas
 from bikeshare.monitoring.store import AlertStore, read_baselines
 from bikeshare.orchestration.drills import DrillWorld, ReplayLoop, ThreadedEndpoint
 from bikeshare.registry.client import model_name, open_client
+from bikeshare.resources import Resources
 from bikeshare.serving.models import RegistryModelProvider
 from bikeshare.settings import Settings
 from bikeshare.training.bundle import BundleMeta, IsotonicCalibration, LightGBMScorer, ModelBundle
@@ -53,7 +54,7 @@ def replay(env: WorldCopy) -> Iterator[ReplayServer]:
 
 
 def start_endpoint(env: WorldCopy) -> ThreadedEndpoint:
-    provider = RegistryModelProvider(settings=env.settings)
+    provider = RegistryModelProvider(settings=env.settings, registry=Resources.build(env.settings).registry)
     provider.load()
     return ThreadedEndpoint(env.settings, provider, env.lake).start()
 
@@ -256,7 +257,7 @@ def test_cli_train_stores_the_baselines_with_the_version(
     (tmp_path / "state" / "mlflow.db").unlink()
     shutil.copyfile(mlflow_db_template, tmp_path / "state" / "mlflow.db")  # an empty registry
     end = WORLD_START - pd.Timedelta(minutes=35)
-    frame = build_features(lake=env.lake, city=CITY, start=end - pd.Timedelta(hours=4), end=end, settings=env.settings)
+    frame = build_features(lake=env.lake, start=end - pd.Timedelta(hours=4), end=end, settings=env.settings)
     env.lake.write(FEATURES, frame, city=CITY, dt="2023-03-09", name="features")
     variables = {
         "BIKESHARE_LAKE_URI": env.settings.lake_uri,

@@ -64,7 +64,7 @@ def plan_lake(slice_settings: Settings, tmp_path: Path) -> Settings:
 
 
 def _store_forecasts(lake: Lake, settings: Settings, bundle: object, slot: pd.Timestamp) -> pd.DataFrame:
-    features = online_features(lake=lake, city=settings.city, at=slot, settings=settings)
+    features = online_features(lake=lake, at=slot, settings=settings)
     curve = bundle.curve(features)  # type: ignore[attr-defined]
     answer = ForecastAnswer(alias="production", model={"name": "bikeshare-sf-forecast", "version": "7"}, curve=curve,
                             attempts=1)  # fmt: skip

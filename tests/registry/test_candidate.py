@@ -37,7 +37,7 @@ def features(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     lake = Lake.open(settings.lake_uri)
     backfill(recording=history, lake=lake, settings=settings, workers=2)
     end = END - pd.Timedelta(minutes=settings.horizon_min + settings.grid_minutes)
-    return build_features(lake=lake, city="sf", start=end - pd.Timedelta(hours=5), end=end, settings=settings)
+    return build_features(lake=lake, start=end - pd.Timedelta(hours=5), end=end, settings=settings)
 
 
 def test_a_candidate_is_trained_logged_tagged_and_has_its_baselines(

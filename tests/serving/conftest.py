@@ -21,6 +21,7 @@ import pytest
 from bikeshare.lake.store import Lake
 from bikeshare.registry.client import ModelVersionInfo, model_name
 from bikeshare.registry.tracking import log_training_run
+from bikeshare.resources import Resources
 from bikeshare.serving.app import create_app
 from bikeshare.serving.models import ModelProvider, RegistryModelProvider
 from bikeshare.serving.server import bind_socket, uvicorn_config
@@ -133,7 +134,7 @@ def serve() -> Iterator[Callable[..., Endpoint]]:
 
     def start(settings: Settings, *, provider: ModelProvider | None = None, **app_kwargs: Any) -> Endpoint:
         if provider is None:
-            registry = RegistryModelProvider(settings=settings)
+            registry = RegistryModelProvider(settings=settings, registry=Resources.build(settings).registry)
             registry.load()
             provider = registry
         app = create_app(settings=settings, provider=provider, lake=Lake.open(settings.lake_uri), **app_kwargs)

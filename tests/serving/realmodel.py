@@ -46,7 +46,7 @@ def slice_features(work: Path, *, hours: float = 30.0, settings: Settings | None
     backfill(recording=recording, lake=lake, settings=settings)
     end = recording.end.floor("5min") - pd.Timedelta(minutes=settings.horizon_min)
     start = end - pd.Timedelta(hours=min(10.0, hours - 26.0))
-    return build_features(lake=lake, city=settings.city, start=start, end=end, settings=settings)
+    return build_features(lake=lake, start=start, end=end, settings=settings)
 
 
 def matrix(frame: pd.DataFrame, names: tuple[str, ...] = FEATURE_NAMES) -> np.ndarray:

@@ -87,7 +87,7 @@ def test_which_hosts_need_a_key(store: Store, city_both: str) -> None:
 
 def test_a_key_or_the_explicit_opt_out_lets_the_endpoint_start(store: Store, city_both: str) -> None:
     base = store.settings(city_both)
-    provider = RegistryModelProvider(settings=base)
+    provider = RegistryModelProvider(settings=base, registry=lambda: store.client)
     provider.load()
     for settings in (
         store.settings(city_both, serve_api_key="s3cret"),

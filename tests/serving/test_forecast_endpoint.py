@@ -62,7 +62,7 @@ def test_curve_route_batch_route_and_stored_forecasts(
     settings = store.settings(forecast_city, serve_risk_refresh_s=0.001)
     lake = Lake.open(settings.lake_uri)
     promote_forecast(client=store.client, lake=lake, settings=settings, alias="production", note="t", force=True)
-    provider = RegistryForecastProvider(settings=settings, client=store.client)
+    provider = RegistryForecastProvider(settings=settings, registry=lambda: store.client)
     assert provider.refresh()
     endpoint = serve(settings, forecast_provider=provider)
 

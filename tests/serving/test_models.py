@@ -120,7 +120,7 @@ def test_staging_removed_is_unloaded_and_production_kept(store: Store, tmp_path:
     settings = store.settings(city)
     for target in ("bikes", "docks"):
         store.client.set_registered_model_alias(model_name(city, target), "staging", "1")
-    provider = RegistryModelProvider(settings=settings)
+    provider = RegistryModelProvider(settings=settings, registry=lambda: store.client)
     provider.load()
     assert set(provider.state().sets) == {"production", "staging"}
     for target in ("bikes", "docks"):

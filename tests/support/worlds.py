@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from bikeshare.orchestration.drills.endpoint import ThreadedEndpoint, free_loopback_port, registry_provider
+from bikeshare.resources import Resources
 from bikeshare.settings import Settings
 
 __all__ = [
@@ -250,7 +251,7 @@ class EndpointServer:
     def __init__(self, settings: Settings, port: int | None = None, *, forecast_provider: Any = None) -> None:
         from bikeshare.lake.store import Lake
 
-        self.provider = registry_provider(settings)
+        self.provider = registry_provider(settings, Resources.build(settings).registry)
         self._endpoint = ThreadedEndpoint(
             settings, self.provider, Lake.open(settings.lake_uri), port=port, forecast_provider=forecast_provider
         )

@@ -50,9 +50,7 @@ def features_build(
     started = time.perf_counter()
     try:
         first, last = status_span(lake=lake, city=city.key)
-        written = write_features(
-            lake=lake, city=city.key, start=start_ts or first, end=end_ts or last, settings=city.settings
-        )
+        written = write_features(lake=lake, start=start_ts or first, end=end_ts or last, settings=city.settings)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     elapsed = time.perf_counter() - started

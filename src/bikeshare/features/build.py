@@ -73,7 +73,6 @@ def needed_ranges(
 def build_features(
     *,
     lake: Lake,
-    city: str,
     start: pd.Timestamp,
     end: pd.Timestamp,
     settings: Settings,
@@ -84,27 +83,26 @@ def build_features(
     Columns are those of the ``features`` table (labels null when ``with_labels`` is false or when
     the station is missing at ``slot + horizon``), sorted by slot and station.
     """
-    table = build_features_arrow(lake=lake, city=city, start=start, end=end, settings=settings, with_labels=with_labels)
+    table = build_features_arrow(lake=lake, start=start, end=end, settings=settings, with_labels=with_labels)
     return features_frame(table)
 
 
-def online_features(*, lake: Lake, city: str, at: pd.Timestamp, settings: Settings) -> pd.DataFrame:
+def online_features(*, lake: Lake, at: pd.Timestamp, settings: Settings) -> pd.DataFrame:
     """Feature rows for the latest grid slot at or before ``at``: the rows the model scores now."""
     slot = slot_time(slot_index(at, settings.grid_minutes), settings.grid_minutes)
-    return build_features(lake=lake, city=city, start=slot, end=slot, settings=settings, with_labels=False)
+    return build_features(lake=lake, start=slot, end=slot, settings=settings, with_labels=False)
 
 
 def build_features_arrow(
     *,
     lake: Lake,
-    city: str,
     start: pd.Timestamp,
     end: pd.Timestamp,
     settings: Settings,
     with_labels: bool = True,
 ) -> pa.Table:
     """Like :func:`build_features`, as an Arrow table in the ``features`` schema."""
-    con = compute_features(lake=lake, city=city, start=start, end=end, settings=settings, with_labels=with_labels)
+    con = compute_features(lake=lake, start=start, end=end, settings=settings, with_labels=with_labels)
     try:
         return _fetch(con, "SELECT * FROM _features ORDER BY slot, station_id")
     finally:
@@ -114,13 +112,13 @@ def build_features_arrow(
 def compute_features(
     *,
     lake: Lake,
-    city: str,
     start: pd.Timestamp,
     end: pd.Timestamp,
     settings: Settings,
     with_labels: bool = True,
 ) -> duckdb.DuckDBPyConnection:
     """Run the feature SQL; the returned connection holds the rows in temp table ``_features``."""
+    city = settings.city
     g = settings.grid_minutes
     start_idx = -(-to_utc(start).value // 1000 // (g * MINUTE_US))  # first slot at or after start
     end_idx = slot_index(end, g)
@@ -132,9 +130,7 @@ def compute_features(
     windows = [
         (slot_time(lo, g) - timedelta(minutes=settings.max_snapshot_age_min), slot_time(hi, g)) for lo, hi in ranges
     ]
-    con = scoped_connection(
-        lake=lake, city=city, status_windows=windows, scan_lo=scan_lo, scan_hi=scan_hi, settings=settings
-    )
+    con = scoped_connection(lake=lake, status_windows=windows, scan_lo=scan_lo, scan_hi=scan_hi, settings=settings)
     try:
         timezone = system_timezone(con, city)
         country = settings.holiday_country or country_of_timezone(timezone)
@@ -181,11 +177,10 @@ def system_timezone(con: duckdb.DuckDBPyConnection, city: str) -> str:
 def scoped_connection(
     *,
     lake: Lake,
-    city: str,
     status_windows: list[tuple[pd.Timestamp, pd.Timestamp]],
     scan_lo: pd.Timestamp,
     scan_hi: pd.Timestamp,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection whose lake views cover only the partitions the windows need.
 
@@ -193,6 +188,7 @@ def scoped_connection(
     system information views hold the version in force at ``scan_lo`` and every later one up to
     ``scan_hi``; ``weather`` holds the days from the day before ``scan_lo``. Other tables are empty.
     """
+    city = settings.city
     scopes: dict[str, list[str]] = {
         STATION_STATUS.name: _minute_partitions(lake, STATION_STATUS, city, status_windows),
         STATION_INFORMATION.name: _versions_in_force(lake, STATION_INFORMATION, city, scan_lo, scan_hi),
@@ -203,11 +199,10 @@ def scoped_connection(
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    if settings is not None:
-        spill = settings.state_dir / "duckdb_tmp"
-        con.execute(f"SET memory_limit = {quote(settings.duckdb_memory_limit)}")
-        con.execute(f"SET threads = {int(settings.duckdb_threads)}")
-        con.execute(f"SET temp_directory = {quote(str(spill))}")
+    spill = settings.state_dir / "duckdb_tmp"
+    con.execute(f"SET memory_limit = {quote(settings.duckdb_memory_limit)}")
+    con.execute(f"SET threads = {int(settings.duckdb_threads)}")
+    con.execute(f"SET temp_directory = {quote(str(spill))}")
     if lake.is_remote:
         con.register_filesystem(lake.fs)
     for spec in ALL_TABLES:
@@ -253,7 +248,6 @@ def iter_days(start: pd.Timestamp, end: pd.Timestamp) -> Iterable[str]:
 def write_features(
     *,
     lake: Lake,
-    city: str,
     start: pd.Timestamp,
     end: pd.Timestamp,
     settings: Settings,
@@ -264,6 +258,7 @@ def write_features(
     more data arrived fills the labels of its last slots). Days are built in chunks of
     ``features_chunk_days`` to bound memory. Returns the ``dt`` values written.
     """
+    city = settings.city
     first_day = to_utc(start).floor("D")
     last_day = to_utc(end).floor("D")
     if last_day < first_day:
@@ -275,7 +270,7 @@ def write_features(
     while lo <= last_day:
         hi = min(lo + chunk - day, last_day)
         con = compute_features(
-            lake=lake, city=city, start=lo, end=hi + day - timedelta(minutes=settings.grid_minutes), settings=settings
+            lake=lake, start=lo, end=hi + day - timedelta(minutes=settings.grid_minutes), settings=settings
         )
         try:
             d = lo

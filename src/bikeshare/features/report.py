@@ -61,7 +61,7 @@ def leakage_check(
     records = []
     for slot in picked:
         stored = frame[frame["slot"] == slot].set_index("station_id").sort_index()
-        fresh = online_features(lake=lake, city=settings.city, at=slot, settings=settings)
+        fresh = online_features(lake=lake, at=slot, settings=settings)
         fresh = fresh.set_index("station_id").sort_index()
         common = stored.index.intersection(fresh.index)
         diff = 0.0

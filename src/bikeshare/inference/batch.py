@@ -129,10 +129,9 @@ class StationCensus:
     missing: int  # known stations (information in force, or a recent snapshot) with no usable snapshot
 
 
-def station_census(
-    *, lake: Lake, city: str, slot: pd.Timestamp, features: pd.DataFrame, settings: Settings
-) -> StationCensus:
+def station_census(*, lake: Lake, slot: pd.Timestamp, features: pd.DataFrame, settings: Settings) -> StationCensus:
     """Split the slot's feature rows into scored and masked stations and count the missing ones."""
+    city = settings.city
     latest = latest_status(lake, city=city, at=slot, max_age_min=settings.max_snapshot_age_min)
     masked_ids = set(latest.loc[latest["masked"].astype(bool), "station_id"].astype(str))
     keep = ~features["station_id"].astype(str).isin(masked_ids)
@@ -278,8 +277,8 @@ def run_inference_batch(
             records[alias] = record(alias, Status.SKIPPED, error=f"slot {slot_dt} already scored")
     if todo or refill:
         try:
-            features = online_features(lake=lake, city=city, at=now, settings=settings)
-            census = station_census(lake=lake, city=city, slot=slot, features=features, settings=settings)
+            features = online_features(lake=lake, at=now, settings=settings)
+            census = station_census(lake=lake, slot=slot, features=features, settings=settings)
         except Exception as exc:  # a feature failure is this batch's failure, not the loop's
             log.exception("features for slot %s failed", slot_dt)
             for alias in todo:
@@ -578,7 +577,7 @@ def alias_clients(settings: Settings, aliases: Sequence[str], **kwargs: Any) -> 
         except ValueError as exc:
             raise ValueError(f"infer_alias_endpoints: {exc}") from None
     return {
-        alias: EndpointClient.from_settings(settings.model_copy(update={"endpoint_url": url}), **kwargs)
+        alias: EndpointClient.from_settings(settings.with_values(endpoint_url=url), **kwargs)
         for alias, url in settings.infer_alias_endpoints.items()
         if alias in aliases
     }

@@ -314,7 +314,6 @@ def measure_drift(
             slots = predictions["feature_time"]
             features = build_features(
                 lake=lake,
-                city=settings.city,
                 start=pd.Timestamp(slots.min()),
                 end=pd.Timestamp(slots.max()),
                 settings=settings,

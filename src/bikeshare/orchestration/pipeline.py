@@ -173,7 +173,7 @@ class PipelineReport:
 # --- 1. features ------------------------------------------------------------------------------
 
 
-def stale_feature_days(*, lake: Lake, city: str, settings: Settings, since: pd.Timestamp | None = None) -> list[str]:
+def stale_feature_days(*, lake: Lake, settings: Settings, since: pd.Timestamp | None = None) -> list[str]:
     """UTC days (from the day of ``since``, default the first status) whose features partition must be
     (re)built from the station_status in the lake.
 
@@ -183,6 +183,7 @@ def stale_feature_days(*, lake: Lake, city: str, settings: Settings, since: pd.T
     """
     from bikeshare.features.build import iter_days, status_span
 
+    city = settings.city
     try:
         first, last = status_span(lake=lake, city=city)
     except ValueError as exc:
@@ -227,12 +228,12 @@ def build_stale_features(*, lake: Lake, settings: Settings, since: pd.Timestamp 
     """Build the stale days (:func:`stale_feature_days`), consecutive days in one call each."""
     from bikeshare.features.build import write_features
 
-    days = stale_feature_days(lake=lake, city=settings.city, settings=settings, since=since)
+    days = stale_feature_days(lake=lake, settings=settings, since=since)
     written: list[str] = []
     for run in _consecutive(days):
         start = parse_partition_value(run[0])
         end = parse_partition_value(run[-1]) + pd.Timedelta(days=1) - pd.Timedelta(minutes=settings.grid_minutes)
-        written += write_features(lake=lake, city=settings.city, start=start, end=end, settings=settings)
+        written += write_features(lake=lake, start=start, end=end, settings=settings)
     return written
 
 

@@ -349,7 +349,6 @@ def lake_window_evaluator(*, lake: Lake, settings: Settings) -> HolderEvaluator:
 
         frame = build_features(
             lake=lake,
-            city=settings.city,
             start=pd.Timestamp(candidate.window_start),
             end=pd.Timestamp(candidate.window_end),
             settings=settings,

@@ -26,6 +26,8 @@ from bikeshare.serving.poller import ModelPoller
 from bikeshare.serving.risk import NewestBatchCache
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mlflow import MlflowClient
 
     from bikeshare.lake.store import Lake
@@ -107,10 +109,12 @@ class RegistryForecastProvider(ModelPoller):
 
     thread_name = "forecast-poll"
 
-    def __init__(self, *, settings: Settings, client: MlflowClient | None = None) -> None:
+    def __init__(self, *, settings: Settings, registry: Callable[[], MlflowClient]) -> None:
+        """``registry`` gives the process's client (``Resources.registry``: opened once, on first use)."""
         super().__init__(poll_s=settings.serve_model_poll_s)
         self._settings = settings
-        self._client = client
+        self._registry = registry
+        self._client: MlflowClient | None = None
         self.location = redact(settings.tracking_uri)
         self._models: dict[str, LoadedForecast] = {}
         self.last_error: str | None = None
@@ -121,13 +125,13 @@ class RegistryForecastProvider(ModelPoller):
 
     def refresh(self) -> bool:
         """One poll of both aliases; True when a model was swapped in or out. Never raises for an outage."""
-        from bikeshare.registry.client import alias_holder, open_client
+        from bikeshare.registry.client import alias_holder
         from bikeshare.registry.forecast import forecast_model_name, load_forecast_bundle
 
         with self._lock:
             try:
                 if self._client is None:
-                    self._client = open_client(self._settings)
+                    self._client = self._registry()
                 name = forecast_model_name(self._settings.city)
                 models = dict(self._models)
                 changed = False
@@ -165,18 +169,17 @@ def build_forecast_provider(
 ) -> ForecastProvider:
     """The forecast source matching the 30-minute one: ``<model_dir>/forecast`` or the registry (first poll done).
 
-    The registry provider shares the client of ``resources`` when given (else it opens its own on first poll).
+    The registry provider shares the client of ``resources`` (built here when not given); a registry
+    that cannot be reached is reported by the poll, since the forecast model is optional.
     """
     folder = model_dir or settings.serve_model_dir
     if folder is not None:
         return FolderForecastProvider(Path(folder) / "forecast", settings=settings)
-    client = None
-    if resources is not None:
-        try:
-            client = resources.registry()
-        except RegistryUnavailable as exc:  # the forecast model is optional: its poll reports the outage
-            log.warning("forecast model source unreachable: %s", exc)
-    provider = RegistryForecastProvider(settings=settings, client=client)
+    if resources is None:
+        from bikeshare.resources import Resources
+
+        resources = Resources.build(settings)
+    provider = RegistryForecastProvider(settings=settings, registry=resources.registry)
     provider.refresh()
     return provider
 

@@ -32,13 +32,14 @@ from bikeshare.registry.client import (
     alias_holder,
     load_bundle,
     model_name,
-    open_client,
     redact,
 )
 from bikeshare.serving.poller import ModelPoller
 from bikeshare.training.bundle import BUNDLE_FILE, TARGETS, ModelBundle
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mlflow import MlflowClient
 
     from bikeshare.settings import Settings
@@ -187,10 +188,12 @@ class RegistryModelProvider(ModelPoller):
     last loaded version, since an endpoint with no model helps nobody.
     """
 
-    def __init__(self, *, settings: Settings, client: MlflowClient | None = None) -> None:
+    def __init__(self, *, settings: Settings, registry: Callable[[], MlflowClient]) -> None:
+        """``registry`` gives the process's client (``Resources.registry``: opened once, on first use)."""
         super().__init__(poll_s=settings.serve_model_poll_s)
         self._settings = settings
-        self._client = client
+        self._registry = registry
+        self._client: MlflowClient | None = None
         self._cache = settings.state_dir / MODEL_CACHE_DIR
         self._state = ProviderState(source="registry", location=redact(settings.tracking_uri))
         self._lock = threading.Lock()  # one poll at a time (background thread vs. explicit refresh)
@@ -204,7 +207,7 @@ class RegistryModelProvider(ModelPoller):
     def load(self) -> ProviderState:
         """First load; raises :class:`RegistryUnavailable` if the registry cannot be reached."""
         if self._client is None:
-            self._client = open_client(self._settings)
+            self._client = self._registry()
         self._poll(raise_unavailable=True)
         return self._state
 

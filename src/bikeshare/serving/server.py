@@ -119,8 +119,8 @@ def build_provider(
     if folder is not None:
         provider: FolderModelProvider | RegistryModelProvider = FolderModelProvider(Path(folder), settings=settings)
     else:
-        client = endpoint_resources(settings, resources).registry()
-        provider = RegistryModelProvider(settings=settings, client=client)
+        registry = endpoint_resources(settings, resources).registry
+        provider = RegistryModelProvider(settings=settings, registry=registry)
     state = provider.load()
     if settings.serve_alias not in state.sets:
         log.warning(

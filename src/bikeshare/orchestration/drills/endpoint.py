@@ -5,10 +5,14 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from bikeshare.lake.store import Lake
 from bikeshare.settings import Settings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 
 def free_loopback_port() -> int:
@@ -18,11 +22,11 @@ def free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def registry_provider(settings: Settings) -> Any:
-    """The endpoint's model provider on the registry's aliases, with the models loaded."""
+def registry_provider(settings: Settings, registry: Callable[[], MlflowClient]) -> Any:
+    """The endpoint's model provider on the registry's aliases (``registry``: the process's client), loaded."""
     from bikeshare.serving.models import RegistryModelProvider
 
-    provider = RegistryModelProvider(settings=settings)
+    provider = RegistryModelProvider(settings=settings, registry=registry)
     provider.load()
     return provider
 

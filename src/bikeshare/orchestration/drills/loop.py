@@ -219,7 +219,7 @@ def _probe_body(lake: Lake, *, settings: Settings, at: pd.Timestamp, rows: int =
     from bikeshare.inference.batch import feature_matrix, model_input_columns
     from bikeshare.inference.endpoint_client import split_payload
 
-    features = online_features(lake=lake, city=settings.city, at=at, settings=settings).head(rows)
+    features = online_features(lake=lake, at=at, settings=settings).head(rows)
     if features.empty:
         log.warning("no feature rows at %s: the drill sends no probe traffic", at)
         return None

@@ -66,7 +66,7 @@ def run_drill(
         provider = None
         endpoint = None
         if plan.score:
-            provider = DelayedProvider(registry_provider(settings))
+            provider = DelayedProvider(registry_provider(settings, resources.registry))
             endpoint = stack(ThreadedEndpoint(settings, provider, lake))
         loop = stack(
             ReplayLoop(

@@ -77,7 +77,7 @@ def prepare_world(
     train_end = start - pd.Timedelta(minutes=settings.horizon_min + settings.grid_minutes)
     train_start = train_end - pd.Timedelta(hours=plan.train_hours)
     say(f"building features {train_start:%m-%d %H:%M}..{train_end:%m-%d %H:%M}Z and training both targets")
-    frame = build_features(lake=lake, city=settings.city, start=train_start, end=train_end, settings=settings)
+    frame = build_features(lake=lake, start=train_start, end=train_end, settings=settings)
     if mlflow_db is not None:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(mlflow_db, settings.state_dir / "mlflow.db")
