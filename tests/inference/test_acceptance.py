@@ -21,9 +21,9 @@ from bikeshare.gbfs.replay import ReplayServer
 from bikeshare.inference.actuals import run_actuals
 from bikeshare.inference.batch import run_inference_batch
 from bikeshare.inference.endpoint_client import EndpointClient
-from bikeshare.ingest.clock import ReplayFollower
 from bikeshare.ingest.poller import IngestState, ingest_once
 from bikeshare.lake.tables import INFERENCE, QUALITY, STATION_STATUS
+from bikeshare.orchestration.clocks import ReplayClock
 from support.worlds import EndpointServer
 
 from .conftest import HISTORY_END, Env, World
@@ -47,7 +47,7 @@ def recorded_counts(env: Env, at: pd.Timestamp) -> pd.DataFrame:
 
 def test_infer_then_actuals_on_the_replayed_clock(env: Env, replay: ReplayServer, endpoint: EndpointServer) -> None:
     settings = env.settings
-    clock = ReplayFollower(replay.url)
+    clock = ReplayClock(replay.url, resync_s=0).now  # read on every call: the test moves the paused clock
     feed = GbfsClient.from_settings(settings, discovery_url=replay.discovery_url, utc_now=clock)
     state = IngestState()
 

@@ -14,7 +14,7 @@ import pytest
 from bikeshare.gbfs.client import CircuitBreaker, GbfsClient, RetryPolicy
 from bikeshare.gbfs.recording import Recording, default_recording_path
 from bikeshare.gbfs.replay import ReplayServer
-from bikeshare.ingest.clock import ReplayFollower
+from bikeshare.orchestration.clocks import ReplayClock
 
 
 class FakeMonotonic:
@@ -75,7 +75,7 @@ def make_client(breaker_clock: FakeMonotonic) -> Callable[..., GbfsClient]:
             retry=RetryPolicy(attempts=attempts, base_delay_s=0.01, max_delay_s=0.05),
             breaker=CircuitBreaker(threshold, 60.0, clock=breaker_clock),
             sleep=lambda _s: None,
-            utc_now=ReplayFollower(url.rsplit("/", 1)[0]) if follow_replay else None,
+            utc_now=ReplayClock(url.rsplit("/", 1)[0], resync_s=0).now if follow_replay else None,
             owns_http=True,
         )
 
