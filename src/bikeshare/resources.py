@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bikeshare.fleet import Fleet, FleetError
 from bikeshare.lake.store import CityLake, Lake
 from bikeshare.settings import Settings
 
@@ -34,17 +35,25 @@ if TYPE_CHECKING:
 class Resources:
     """The adapters of one process, each built at most once (the registry client lazily)."""
 
-    def __init__(self, settings: Settings, *, lake: Lake, clock: JobClock) -> None:
+    def __init__(self, settings: Settings, *, lake: Lake, clock: JobClock, fleet: Fleet | None = None) -> None:
         self.settings = settings
         self.lake = lake
         self.clock = clock
+        self.fleet = fleet or Fleet.of_one(settings)
         self._registry: MlflowClient | None = None
         self._registry_lock = threading.Lock()
 
     @classmethod
-    def build(cls, settings: Settings, *, replay_url: str | None = None, clock: JobClock | None = None) -> Resources:
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        replay_url: str | None = None,
+        clock: JobClock | None = None,
+        fleet: Fleet | None = None,
+    ) -> Resources:
         """Open the lake, choose the clock (a replay server's when ``replay_url`` is given) and set
-        the MLflow environment once for this process."""
+        the MLflow environment once for this process. ``fleet``: the cities (default: ``settings.city`` alone)."""
         from bikeshare.orchestration.clocks import ReplayClock, WallClock
         from bikeshare.registry.client import mlflow_environment
 
@@ -52,7 +61,7 @@ class Resources:
         lake = Lake.open(settings.lake_uri, s3_endpoint_url=settings.s3_endpoint_url)
         if clock is None:
             clock = ReplayClock(replay_url) if replay_url else WallClock()
-        return cls(settings, lake=lake, clock=clock)
+        return cls(settings, lake=lake, clock=clock, fleet=fleet)
 
     def registry(self) -> MlflowClient:
         """The MLflow client of ``settings.tracking_uri``, opened (and checked reachable) on first use."""
@@ -80,10 +89,23 @@ class Resources:
         return EndpointClient.from_settings(settings)
 
     def city(self, key: str | None = None) -> CityContext:
-        """The context of city ``key`` (default: the ``city`` setting; a deployment of one city today)."""
-        key = key or self.settings.city
-        settings = self.settings if key == self.settings.city else self.settings.with_values(city=key)
+        """The context of city ``key`` of the fleet; without ``key``, the fleet's only city.
+
+        :class:`~bikeshare.fleet.FleetError` for a key outside the fleet, or no key in a fleet of several.
+        """
+        if key is None:
+            if len(self.fleet.cities) > 1:
+                raise FleetError(
+                    f"this command acts on one city of {self.fleet.source}: pass --city KEY "
+                    f"(one of {', '.join(self.fleet.keys)})"
+                )
+            key = self.fleet.keys[0]
+        settings = self.fleet.settings_of(key)
         return CityContext(settings=settings, lake=self.lake.for_city(key), resources=self)
+
+    def cities(self) -> list[CityContext]:
+        """Every city of the fleet, in its order."""
+        return [self.city(key) for key in self.fleet.keys]
 
     def close(self) -> None:
         """Release what the adapters hold open (the replay clock's HTTP client)."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, model_validator
 from pydantic_settings import (
@@ -44,6 +46,10 @@ class Settings(BaseSettings):
     # --- where things live -------------------------------------------------------------------
     city: str = Field("sf", pattern=r"^[a-z0-9_-]+$", description="City key used in lake partitions and model names.")
     feed_url: str | None = Field(None, description="gbfs.json discovery URL; defaults to the city's preset.")
+    timezone: str | None = Field(
+        None,
+        description="IANA time zone of the city, for a feed without system_information (else the feed's own).",
+    )
     recording_path: Path | None = Field(
         None, description="Recording folder for replay and backfill; defaults to the slice shipped in data/recordings."
     )
@@ -459,6 +465,10 @@ class Settings(BaseSettings):
     def _resolve_defaults(self) -> Settings:
         if self.feed_url is None and self.city in CITY_FEED_PRESETS:
             self.feed_url = CITY_FEED_PRESETS[self.city]
+        if self.feed_url is not None and not _is_http_url(self.feed_url):
+            raise ValueError(f"feed_url must be an http(s):// URL with a host, got {self.feed_url!r}")
+        if self.timezone is not None and not _is_time_zone(self.timezone):
+            raise ValueError(f"timezone must be an IANA time zone such as Europe/Oslo, got {self.timezone!r}")
         if self.horizon_min % self.grid_minutes:
             raise ValueError(
                 f"horizon_min ({self.horizon_min}) must be a multiple of grid_minutes ({self.grid_minutes})"
@@ -505,6 +515,19 @@ class Settings(BaseSettings):
                 raise FileNotFoundError(f"{CONFIG_ENV_VAR}={config_path}: no such config file")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+
+def _is_http_url(text: str) -> bool:
+    parts = urlsplit(text)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _is_time_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from bikeshare.fleet import Fleet
 from bikeshare.lake.tables import JOB_RUNS
 from bikeshare.orchestration.clocks import WallClock
 from bikeshare.profiles import profile_values, with_profile
@@ -17,7 +18,8 @@ from bikeshare.settings import CONFIG_ENV_VAR, Settings, load_settings
 
 
 def test_city_context_binds_the_lake_to_its_city(tmp_path: Path) -> None:
-    resources = Resources.build(Settings(city="oslo", lake_uri=str(tmp_path / "lake"), state_dir=tmp_path))
+    base = Settings(city="oslo", lake_uri=str(tmp_path / "lake"), state_dir=tmp_path)
+    resources = Resources.build(base)
     assert isinstance(resources.clock, WallClock)
     oslo = resources.city()
     assert oslo.key == "oslo" and oslo.settings.city == "oslo" and oslo.model_name("bikes") == "bikeshare-oslo-bikes"
@@ -26,7 +28,8 @@ def test_city_context_binds_the_lake_to_its_city(tmp_path: Path) -> None:
     assert path is not None and "/city=oslo/dt=2023-06-01/" in path
     assert oslo.lake.partitions(JOB_RUNS) == ["2023-06-01"] == resources.lake.partitions(JOB_RUNS, city="oslo")
     assert resources.lake.partitions(JOB_RUNS, city="sf") == []
-    sf = resources.city("sf")
+    fleet = Fleet((base, base.with_values(city="sf")))
+    sf = Resources(base, lake=resources.lake, clock=resources.clock, fleet=fleet).city("sf")
     assert sf.settings.city == "sf" and sf.lake.read(JOB_RUNS).num_rows == 0 and oslo.lake.read(JOB_RUNS).num_rows == 1
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from bikeshare.fleet import FLEET_ENV_VAR
 from bikeshare.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -19,10 +20,11 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
+    from bikeshare.fleet import Fleet
     from bikeshare.orchestration.clocks import JobClock
     from bikeshare.orchestration.records import JobRunRecorder
     from bikeshare.orchestration.runner import Job, RunnerReport
-    from bikeshare.resources import Resources
+    from bikeshare.resources import CityContext, Resources
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="MLOps loop for bike-share stock-out prediction.")
 
@@ -32,6 +34,8 @@ class CliState:
     """What the callback keeps on the root context: the settings, and the resources once built."""
 
     settings: Settings
+    fleet_file: Path | None = None
+    city: str | None = None
     resources: Resources | None = None
 
 
@@ -41,9 +45,17 @@ def main(
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="TOML file of settings (or set BIKESHARE_CONFIG).")
     ] = None,
+    fleet: Annotated[
+        Path | None,
+        typer.Option("--fleet", envvar=FLEET_ENV_VAR, help="TOML fleet file: one [[cities]] table per city."),
+    ] = None,
+    city: Annotated[
+        str | None, typer.Option("--city", help="The fleet's city a one-city command acts on (key).")
+    ] = None,
 ) -> None:
-    """Settings come from BIKESHARE_* variables, .env, and an optional TOML config file."""
-    ctx.obj = CliState(load_settings(config))
+    """Settings come from BIKESHARE_* variables, .env, and an optional TOML config file; the cities
+    from an optional fleet file (else the city setting alone)."""
+    ctx.obj = CliState(load_settings(config), fleet_file=fleet, city=city)
 
 
 def _state(ctx: typer.Context) -> CliState:
@@ -72,9 +84,33 @@ def resources_of(
 
     state = _state(ctx)
     if state.resources is None:
-        state.resources = Resources.build(settings or state.settings, replay_url=replay_url, clock=clock)
+        base = settings or state.settings
+        state.resources = Resources.build(base, replay_url=replay_url, clock=clock, fleet=fleet_of(state, base))
         ctx.find_root().call_on_close(state.resources.close)
     return state.resources
+
+
+def fleet_of(state: CliState, base: Settings) -> Fleet | None:
+    """The ``--fleet`` file's cities over ``base``; a bad file is a usage error naming what is wrong."""
+    if state.fleet_file is None:
+        return None
+    from bikeshare.fleet import FleetError, load_fleet
+
+    try:
+        return load_fleet(state.fleet_file, base)
+    except FleetError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--fleet") from None
+
+
+def city_of(ctx: typer.Context, **resources: Any) -> CityContext:
+    """The one city a command acts on: ``--city`` (or the fleet's only city); ``resources`` go to
+    :func:`resources_of`. An unknown or missing ``--city`` is a usage error naming the fleet's cities."""
+    from bikeshare.fleet import FleetError
+
+    try:
+        return resources_of(ctx, **resources).city(_state(ctx).city)
+    except FleetError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--city") from None
 
 
 def run_one_job(resources: Resources, build: Callable[[JobRunRecorder], Job]) -> RunnerReport:

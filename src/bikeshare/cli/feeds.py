@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bikeshare.cli.app import app, resources_of, settings_of
+from bikeshare.cli.app import app, city_of, settings_of
 
 recording_app = typer.Typer(no_args_is_help=True, help="GBFS recordings in the project's compact format.")
 app.add_typer(recording_app, name="recording")
@@ -122,7 +122,7 @@ def weather_fetch(
         source = MeteostatSource.from_settings(settings)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    city = resources_of(ctx).city()
+    city = city_of(ctx)
     try:
         report = fetch_and_store(
             lake=city.lake.lake, source=source, city=city.key, start=start_ts, end=end_ts, lat=lat, lon=lon

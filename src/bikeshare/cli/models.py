@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bikeshare.cli.app import app, parse_time, registry_failure, resources_of, window_options
+from bikeshare.cli.app import app, city_of, parse_time, registry_failure, window_options
 from bikeshare.cli.options import ArtifactsOpt, EndOpt, NoteOpt, StartOpt, TargetOpt, TestStartOpt, ToAliasOpt
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ def _stored_features(ctx: typer.Context, start: str | None, end: str | None) -> 
     """The city and its stored features in the ``--start``/``--end`` window; a clear error when there are none."""
     from bikeshare.features.build import load_features
 
-    city = resources_of(ctx).city()
+    city = city_of(ctx)
     start_ts, end_ts = window_options(start, end)
     frame = load_features(lake=city.lake.lake, city=city.key, start=start_ts, end=end_ts)
     if frame.empty:
@@ -44,7 +44,7 @@ def features_build(
 
     from bikeshare.features.build import status_span, write_features
 
-    city = resources_of(ctx).city()
+    city = city_of(ctx)
     lake = city.lake.lake
     start_ts, end_ts = window_options(start, end)
     started = time.perf_counter()
@@ -187,7 +187,7 @@ def forecast_promote(
     from bikeshare.registry.client import ModelNotFoundError, RegistryUnavailable
     from bikeshare.registry.forecast import promote_forecast
 
-    city = resources_of(ctx).city()
+    city = city_of(ctx)
     try:
         outcome = promote_forecast(
             client=city.registry(),

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bikeshare.cli.app import app, parse_time, resources_of, run_one_job, settings_of
+from bikeshare.cli.app import app, city_of, parse_time, resources_of, run_one_job, settings_of
 from bikeshare.cli.options import ReplayClockOpt
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ app.add_typer(alerts_app, name="alerts")
 def _alert_store(ctx: typer.Context) -> AlertStore:
     from bikeshare.monitoring.store import AlertStore
 
-    city = resources_of(ctx).city()
+    city = city_of(ctx)
     return AlertStore(city.lake.lake, city=city.key)
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from bikeshare.cli.app import app, parse_time, resources_of
+from bikeshare.cli.app import app, city_of, parse_time
 
 rebalance_app = typer.Typer(no_args_is_help=True, help="Rebalancing plans for the trucks (OR-Tools).")
 app.add_typer(rebalance_app, name="rebalance")
@@ -30,7 +30,7 @@ def rebalance_plan(
     from bikeshare.rebalancing.plan import PlanParams
     from bikeshare.rebalancing.storage import plan_exists
 
-    city = resources_of(ctx).city()
+    city = city_of(ctx)
     lake, settings = city.lake.lake, city.settings
     try:
         params = PlanParams.from_settings(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bikeshare.cli.app import app, registry_failure, resources_of
+from bikeshare.cli.app import app, city_of, registry_failure, resources_of
 from bikeshare.cli.options import NoteOpt, TargetOpt, ToAliasOpt
 from bikeshare.enums import Alias, Target
 
@@ -41,7 +41,7 @@ def promote(
 
     if force and not note.strip():
         raise typer.BadParameter("--force needs a --note saying why the gate is overridden", param_hint="--note")
-    city = resources_of(ctx).city()
+    city = city_of(ctx)
     lake, settings = city.lake.lake, city.settings
     try:
         outcome = run_promotion(
@@ -76,7 +76,7 @@ def rollback(
     from bikeshare.registry.promotion import PromotionError
     from bikeshare.registry.promotion import rollback as run_rollback
 
-    city = resources_of(ctx).city()
+    city = city_of(ctx)
     try:
         outcome = run_rollback(
             client=city.registry(), lake=city.lake.lake, settings=city.settings, target=target.value,
@@ -113,7 +113,7 @@ def models_history(
     """The promotion audit (the lake's `promotions` table), oldest first."""
     from bikeshare.registry.audit import read_events
 
-    city = resources_of(ctx).city()
+    city = city_of(ctx)
     name = city.model_name(target.value) if target else None
     frame = read_events(city.lake.lake, city=city.key, model_name=name)
     columns = ["at", "actor", "model_name", "version", "alias", "action", "previous_version", "verdict", "note"]
