@@ -793,3 +793,87 @@ def run_sql(src: Source, epoch: int, sql: str, params: list[Any] | None = None) 
         return reader(src, epoch).read_only_frame(sql, params)
     except duckdb.Error as exc:
         raise ValueError(f"query failed: {exc}") from exc
+
+
+# ---- trust signals (status bar) ---------------------------------------------------------------
+
+
+@_cached
+def lake_clock(src: Source, epoch: int) -> tuple[pd.Timestamp | None, str | None]:
+    """(newest activity recorded in the lake: a fetch or a job run, the newest ingest source)."""
+    lake = reader(src, epoch)
+    newest: list[pd.Timestamp] = []
+    source: str | None = None
+    log_day = latest_partitions(src, epoch, "ingest_log", 1)
+    if log_day:
+        rows = lake.frame(
+            "SELECT fetched_at, source FROM ingest_log WHERE city = ? AND dt = ? ORDER BY fetched_at DESC LIMIT 1",
+            [src.city, log_day[0]],
+        )
+        if not rows.empty:
+            newest.append(pd.Timestamp(rows["fetched_at"].iloc[0]))
+            source = rows["source"].iloc[0]
+    run_day = latest_partitions(src, epoch, "job_runs", 1)
+    if run_day:
+        rows = lake.frame(
+            "SELECT max(coalesce(finished_at, started_at)) AS at FROM job_runs WHERE city = ? AND dt = ?",
+            [src.city, run_day[0]],
+        )
+        if not rows.empty and pd.notna(rows["at"].iloc[0]):
+            newest.append(pd.Timestamp(rows["at"].iloc[0]))
+    return (max(newest) if newest else None), source
+
+
+@_cached
+def last_job_runs(src: Source, epoch: int, days: int = 7) -> pd.DataFrame:
+    """The newest run of each job (within ``days`` of the newest run day), with its last error."""
+    since = _recent_days(src, epoch, "job_runs", days)
+    if since is None:
+        return pd.DataFrame()
+    return reader(src, epoch).frame(
+        """
+        SELECT job, status, scheduled_at, started_at, finished_at, duration_s, error
+        FROM job_runs WHERE city = ? AND dt >= ?
+        QUALIFY row_number() OVER (PARTITION BY job ORDER BY started_at DESC) = 1
+        ORDER BY job
+        """,
+        [src.city, since],
+    )
+
+
+@_cached
+def latest_batch_record(src: Source, epoch: int) -> pd.DataFrame:
+    """The newest served batch record (ok, failed or skipped), with its error and forecast status."""
+    days = latest_partitions(src, epoch, "inference_batches", 1)
+    if not days:
+        return pd.DataFrame()
+    return reader(src, epoch).frame(
+        """
+        SELECT feature_time, started_at, status, error, attempts, alias, forecast_status, forecast_error
+        FROM inference_batches WHERE city = ? AND dt = ? AND NOT shadow
+        ORDER BY feature_time DESC, started_at DESC LIMIT 1
+        """,
+        [src.city, days[0]],
+    )
+
+
+@_cached
+def mask_onset(src: Source, epoch: int, station_id: str, end: pd.Timestamp, hours: int = 24) -> pd.DataFrame:
+    """When a station's current run of masked snapshots began (within ``hours`` before ``end``), and why.
+
+    One row (``masked_since``, ``mask_reasons``, ``runs_back_to_window``) or none when its newest row is not masked.
+    """
+    start = end - timedelta(hours=hours)
+    return reader(src, epoch).frame(
+        f"""
+        WITH s AS (
+            SELECT last_updated, masked, mask_reasons FROM ({_window_scan(src, epoch, "station_status", start, end)})
+            WHERE station_id = ? AND last_updated BETWEEN ? AND ?
+        ), last_ok AS (SELECT max(last_updated) AS at FROM s WHERE NOT masked)
+        SELECT min(last_updated) AS masked_since, arg_max(mask_reasons, last_updated) AS mask_reasons,
+               (SELECT at FROM last_ok) IS NULL AS runs_back_to_window
+        FROM s WHERE masked AND last_updated > coalesce((SELECT at FROM last_ok), '-infinity'::TIMESTAMPTZ)
+        HAVING count(*) > 0
+        """,
+        [station_id, start.to_pydatetime(), end.to_pydatetime()],
+    )

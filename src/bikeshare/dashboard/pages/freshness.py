@@ -8,32 +8,17 @@ import streamlit as st
 
 from bikeshare.dashboard import queries as q
 from bikeshare.dashboard.charts import text_time, time_lines
-from bikeshare.dashboard.context import PageContext, history_days, no_data, page_context, page_done, sidebar
+from bikeshare.dashboard.context import PageContext, history_days, no_data, page_context, page_done, page_start
+from bikeshare.dashboard.status import Clock, humanise
 from bikeshare.lake.store import parse_partition_value
 
 
-def humanise(seconds: float | None) -> str:
-    """A delay as the two largest units, e.g. ``3 d 4 h`` or ``42 s``."""
-    if seconds is None or pd.isna(seconds):
-        return "-"
-    value = round(seconds)
-    sign = "-" if value < 0 else ""
-    value = abs(value)
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
-        if value >= size or (unit == "s" and not parts):
-            parts.append(f"{value // size} {unit}")
-            value %= size
-        if len(parts) == 2:
-            break
-    return sign + " ".join(parts)
-
-
-def feeds_panel(ctx: PageContext, log: pd.DataFrame, now: pd.Timestamp) -> None:
+def feeds_panel(ctx: PageContext, log: pd.DataFrame, clock: Clock) -> None:
+    now = clock.now
     st.subheader("Feeds")
     feeds = q.feed_partitions(ctx.src, ctx.epoch)
     if feeds["latest_dt"].isna().all():
-        no_data("feed partition", "station_status")
+        no_data(ctx, "feed partition", "station_status")
         return
     rows = []
     for _, feed in feeds.iterrows():
@@ -55,7 +40,8 @@ def feeds_panel(ctx: PageContext, log: pd.DataFrame, now: pd.Timestamp) -> None:
         rows.append(row)
     st.dataframe(pd.DataFrame(rows), hide_index=True)
     st.caption(
-        f"Delay: now ({ctx.fmt(now)}) minus the newest partition's time (dt is the snapshot's last_updated "
+        f"Delay: {'the replay time' if clock.replay else 'now'} ({ctx.fmt(now)}) minus the newest partition's "
+        "time (dt is the snapshot's last_updated "
         "minute for status, valid_from for information)."
     )
 
@@ -64,7 +50,7 @@ def latency_panel(ctx: PageContext, log: pd.DataFrame) -> None:
     hours = ctx.settings.dashboard_recent_hours
     st.subheader("Ingest latency")
     if log.empty:
-        no_data("ingest log row", "ingest_log")
+        no_data(ctx, "ingest log row", "ingest_log")
         return
     timed = log[log["ingest_latency_s"].notna() & (log["outcome"] == "committed")]
     if timed.empty:
@@ -100,7 +86,7 @@ def masked_panel(ctx: PageContext, log: pd.DataFrame) -> None:
     masked = q.masked_stations(ctx.src, ctx.epoch)
     status_dts = q.latest_partitions(ctx.src, ctx.epoch, "station_status", 1)
     if not status_dts:
-        no_data("station snapshot", "station_status")
+        no_data(ctx, "station snapshot", "station_status")
         return
     st.caption(
         f"Rows of the newest snapshot ({ctx.fmt_dt(status_dts[0])}) masked by the data contract: kept in the lake, "
@@ -123,12 +109,10 @@ def masked_panel(ctx: PageContext, log: pd.DataFrame) -> None:
 
 def main() -> None:
     ctx = page_context()
-    sidebar(ctx)
+    clock = page_start(ctx, "Data freshness")
     days = history_days(ctx)
-    st.title("Data freshness")
-    now = pd.Timestamp.now(tz="UTC")
     log = q.ingest_recent(ctx.src, ctx.epoch, ctx.settings.dashboard_recent_hours)
-    feeds_panel(ctx, log, now)
+    feeds_panel(ctx, log, clock)
     latency_panel(ctx, log)
     quarantine_panel(ctx, days)
     masked_panel(ctx, log)

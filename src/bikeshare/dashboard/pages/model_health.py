@@ -14,8 +14,8 @@ from bikeshare.dashboard.context import (
     no_data,
     page_context,
     page_done,
+    page_start,
     registry_loader,
-    sidebar,
 )
 from bikeshare.registry.client import redact
 
@@ -54,7 +54,7 @@ def registry_panel(ctx: PageContext) -> None:
 def served_panel(ctx: PageContext) -> None:
     served = q.served_models(ctx.src, ctx.epoch)
     if served.empty:
-        no_data("scored batch (versions and thresholds in use)", "inference")
+        no_data(ctx, "scored batch (versions and thresholds in use)", "inference")
         return
     served = served.assign(feature_time=text_time(served["feature_time"], ctx.tz))
     st.caption("In use by the latest batch (from the inference rows):")
@@ -64,7 +64,7 @@ def served_panel(ctx: PageContext) -> None:
 def quality_panel(ctx: PageContext, rolling: pd.DataFrame, days: int) -> None:
     st.subheader("PR-AUC and F1 over the past 24 h")
     if rolling.empty:
-        no_data("joined prediction (online quality)", "quality")
+        no_data(ctx, "joined prediction (online quality)", "quality")
         return
     kpis = {"PR-AUC": ctx.settings.kpi_min_pr_auc, "F1": ctx.settings.kpi_min_f1}
     st.caption(f"Served alias; 24 h windows ending each hour of the last {days} days; dashed: the seed KPIs.")
@@ -74,7 +74,7 @@ def quality_panel(ctx: PageContext, rolling: pd.DataFrame, days: int) -> None:
         with col:
             st.markdown(f"**{TARGET_TITLES[target]}**")
             if part.empty:
-                no_data(f"joined prediction for {target}", "quality")
+                no_data(ctx, f"joined prediction for {target}", "quality")
                 continue
             long = part.melt(
                 id_vars=["window_end", "model_version"], value_vars=["pr_auc", "f1"], var_name="metric"
@@ -104,7 +104,7 @@ def quality_panel(ctx: PageContext, rolling: pd.DataFrame, days: int) -> None:
 def lift_panel(ctx: PageContext, lift: pd.DataFrame) -> None:
     st.subheader("Lift over persistence")
     if lift.empty:
-        no_data("joined prediction (lift needs the observed counts)", "quality")
+        no_data(ctx, "joined prediction (lift needs the observed counts)", "quality")
         return
     wide = lift.pivot_table(index=["target", "day"], columns="scorer", values="pr_auc").reset_index()
     wide["lift"] = wide["model"] - wide["persistence"]
@@ -124,7 +124,7 @@ def lift_panel(ctx: PageContext, lift: pd.DataFrame) -> None:
 def calibration_panel(ctx: PageContext, table: pd.DataFrame, days: int) -> None:
     st.subheader("Calibration")
     if table.empty:
-        no_data("joined prediction (calibration)", "quality")
+        no_data(ctx, "joined prediction (calibration)", "quality")
         return
     st.caption(f"Joined predictions of the last {days} days, 10 probability bins; dashed: perfect calibration.")
     st.altair_chart(reliability(table), width="stretch")
@@ -134,7 +134,7 @@ def drift_panel(ctx: PageContext) -> None:
     st.subheader("Drift per feature (PSI, KS)")
     drift = q.drift_latest(ctx.src, ctx.epoch)
     if drift.empty:
-        no_data("drift evaluation", "drift_scores")
+        no_data(ctx, "drift evaluation", "drift_scores")
         return
     first = drift.iloc[0]
     st.caption(
@@ -155,16 +155,15 @@ def promotions_panel(ctx: PageContext) -> None:
     st.subheader("Promotion history")
     history = q.promotions(ctx.src, ctx.epoch)
     if history.empty:
-        no_data("promotion", "promotions")
+        no_data(ctx, "promotion", "promotions")
         return
     st.dataframe(history.assign(at=text_time(history["at"], ctx.tz)), hide_index=True)
 
 
 def main() -> None:
     ctx = page_context()
-    sidebar(ctx)
+    page_start(ctx, "Model health")
     days = history_days(ctx)
-    st.title("Model health")
     st.subheader("Versions and thresholds")
     registry_slot = st.container()  # filled last: the lake panels do not wait for MLflow
     served_panel(ctx)

@@ -11,7 +11,8 @@ import streamlit as st
 
 from bikeshare.dashboard import queries as q
 from bikeshare.dashboard.charts import forecast_band, risk_colour, route_paths, text_time, time_lines
-from bikeshare.dashboard.context import PageContext, no_data, page_context, page_done, sidebar
+from bikeshare.dashboard.context import PageContext, no_data, page_context, page_done, page_start
+from bikeshare.dashboard.status import Clock
 from bikeshare.lake.store import parse_partition_value
 
 PANEL_HOURS = 2
@@ -83,7 +84,7 @@ def render_panel(ctx: PageContext, row: pd.Series, end: pd.Timestamp) -> None:
     if history.empty:
         now_cols[0].metric("Bikes now", "-")
         now_cols[1].metric("Docks now", "-")
-        no_data(f"snapshot of this station in the {PANEL_HOURS} h before {ctx.fmt(end)}", "station_status")
+        no_data(ctx, f"snapshot of this station in the {PANEL_HOURS} h before {ctx.fmt(end)}", "station_status")
     else:
         last = history.iloc[-1]
         now_cols[0].metric("Bikes now", int(last["bikes"]))
@@ -103,7 +104,7 @@ def render_panel(ctx: PageContext, row: pd.Series, end: pd.Timestamp) -> None:
             f"(threshold {row['threshold_docks']:.2f})"
         )
     else:
-        no_data("prediction for this station in the latest batch (masked or no fresh snapshot)", "inference")
+        no_data(ctx, "prediction for this station in the latest batch (masked or no fresh snapshot)", "inference")
 
     st.markdown(f"**Last {PANEL_HOURS} h** · observed counts")
     if not history.empty:
@@ -114,7 +115,7 @@ def render_panel(ctx: PageContext, row: pd.Series, end: pd.Timestamp) -> None:
         )
     st.markdown("**Predictions made over those hours** · plotted at the time they are about (t + horizon)")
     if preds.empty:
-        no_data(f"prediction for this station in the last {PANEL_HOURS} h", "inference")
+        no_data(ctx, f"prediction for this station in the last {PANEL_HOURS} h", "inference")
     else:
         chart = time_lines(
             preds.assign(series=preds["target"].map({"bikes": "P(no bikes)", "docks": "P(no docks)"})),
@@ -166,7 +167,7 @@ def render_plan(ctx: PageContext, summary: pd.DataFrame, stops: pd.DataFrame) ->
     """Benefit of the latest plan against no action and greedy, and its stops."""
     st.subheader("Rebalancing plan")
     if summary.empty:
-        no_data("rebalancing plan", "plans")
+        no_data(ctx, "rebalancing plan", "plans")
         return
     plan = summary.iloc[0]
     st.caption(
@@ -200,23 +201,22 @@ def render_plan(ctx: PageContext, summary: pd.DataFrame, stops: pd.DataFrame) ->
 
 def main() -> None:
     ctx = page_context()
-    sidebar(ctx)
+    clock = page_start(ctx, "Map")
     try:
-        render(ctx)
+        render(ctx, clock)
     finally:
         page_done(ctx)
 
 
-def render(ctx: PageContext) -> None:
-    st.title("Map")
+def render(ctx: PageContext, clock: Clock) -> None:
     batch = q.latest_batch(ctx.src, ctx.epoch)
     feature_time = pd.Timestamp(batch["feature_time"].iloc[0]) if not batch.empty else None
     stations = q.latest_risk(ctx.src, ctx.epoch, feature_time)
     if stations.empty:
-        no_data("station", "station_information_versions")
+        no_data(ctx, "station", "station_information_versions")
         return
     if batch.empty:
-        no_data("inference batch", "inference", extra="Stations are shown grey until they are scored.")
+        no_data(ctx, "inference batch", "inference", extra="Stations are shown grey until they are scored.")
     else:
         b = batch.iloc[0]
         st.caption(

@@ -6,8 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from bikeshare.dashboard import queries as q
-from bikeshare.dashboard.context import PageContext, no_data, page_context, page_done, sidebar
+from bikeshare.dashboard.context import PageContext, no_data, page_context, page_done, page_start
 from bikeshare.dashboard.risk import DISPATCH_RULE, RiskFilter, top_risk
+from bikeshare.dashboard.status import Clock
 
 TARGET_LABELS = {"either": "either (max of both)", "bikes": "no bikes", "docks": "no docks"}
 TABLE_COLUMNS = {
@@ -77,18 +78,17 @@ def action_text(move: pd.Series) -> pd.Series:
 
 def main() -> None:
     ctx = page_context()
-    sidebar(ctx)
+    clock = page_start(ctx, "Top-N risk")
     try:
-        render(ctx)
+        render(ctx, clock)
     finally:
         page_done(ctx)
 
 
-def render(ctx: PageContext) -> None:
-    st.title("Top-N risk")
+def render(ctx: PageContext, clock: Clock) -> None:
     batch = q.latest_batch(ctx.src, ctx.epoch)
     if batch.empty:
-        no_data("inference batch", "inference")
+        no_data(ctx, "inference batch", "inference")
         return
     b = batch.iloc[0]
     stations = q.latest_risk(ctx.src, ctx.epoch, pd.Timestamp(b["feature_time"]))
