@@ -135,7 +135,7 @@ def test_every_page_renders_in_chromium(world: World, dashboard_url: str, tmp_pa
                     with page.expect_download() as download:
                         page.get_by_text("Download CSV").click()
                     rows = list(csv.DictReader(Path(download.value.path()).read_text().splitlines()))
-                    assert rows[0]["station"] == want["top_id"]
+                    assert rows[0]["station id"] == want["top_id"]
         finally:
             browser.close()
     print(f"screenshots in {tmp_path}")
