@@ -869,10 +869,10 @@ def mask_onset(src: Source, epoch: int, station_id: str, end: pd.Timestamp, hour
         WITH s AS (
             SELECT last_updated, masked, mask_reasons FROM ({_window_scan(src, epoch, "station_status", start, end)})
             WHERE station_id = ? AND last_updated BETWEEN ? AND ?
-        ), last_ok AS (SELECT max(last_updated) AS at FROM s WHERE NOT masked)
+        ), last_ok AS (SELECT max(last_updated) AS ok_at FROM s WHERE NOT masked)
         SELECT min(last_updated) AS masked_since, arg_max(mask_reasons, last_updated) AS mask_reasons,
-               (SELECT at FROM last_ok) IS NULL AS runs_back_to_window
-        FROM s WHERE masked AND last_updated > coalesce((SELECT at FROM last_ok), '-infinity'::TIMESTAMPTZ)
+               (SELECT ok_at FROM last_ok) IS NULL AS runs_back_to_window
+        FROM s WHERE masked AND last_updated > coalesce((SELECT ok_at FROM last_ok), '-infinity'::TIMESTAMPTZ)
         HAVING count(*) > 0
         """,
         [station_id, start.to_pydatetime(), end.to_pydatetime()],
