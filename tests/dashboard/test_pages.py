@@ -191,9 +191,22 @@ def test_model_health_shows_versions_kpis_drift_and_history(world_env: World) ->
     audit = view(world_env, "SELECT * FROM promotions")
     history = next(f for f in frames if "verdict" in f.columns)
     assert len(history) == len(audit) == 4
-    lift = next(f for f in frames if "persistence PR-AUC" in f.columns)
+    lift = next(f for f in frames if "persistence PR-AUC (daily)" in f.columns)
     assert set(lift["target"]) == {"bikes", "docks"}
-    assert (lift["lift"] == lift["model PR-AUC"] - lift["persistence PR-AUC"]).all()
+    gap = lift["lift"] - (lift["model PR-AUC (daily)"] - lift["persistence PR-AUC (daily)"])
+    assert (gap.abs() < 1e-9).all()
+    # The onset row (not short at prediction time) beside all rows, on the lake's own row counts.
+    short = world_env.settings.shortage_threshold
+    counts = view(
+        world_env,
+        f"SELECT target, count(*) AS n, count(*) FILTER (WHERE current_count > {short}) AS onsets "
+        "FROM quality WHERE status = 'joined' AND NOT shadow AND current_count IS NOT NULL GROUP BY target",
+    ).set_index("target")
+    for target in ("bikes", "docks"):
+        mine = lift[lift["target"] == target].set_index("subset")
+        assert set(mine.index) == {"all rows", "onsets"}
+        assert mine.loc["all rows", "rows"] == counts.loc[target, "n"]
+        assert mine.loc["onsets", "rows"] == counts.loc[target, "onsets"]
 
 
 def test_system_health_lists_alerts_and_acks_one(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

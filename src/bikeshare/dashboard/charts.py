@@ -56,11 +56,13 @@ def time_lines(
     x_domain: Sequence[pd.Timestamp] | None = None,
     y_format: str | None = None,
     color_title: str | None = None,
+    events: pd.DataFrame | None = None,
 ) -> alt.LayerChart | alt.Chart:
     """Lines of ``y`` over time ``x`` (in ``tz``, labelled), optionally with horizontal reference rules.
 
     ``x_domain`` (UTC instants) fixes the time range, so that charts side by side share it;
-    ``y_format`` is the d3 format of the y ticks and tooltip (e.g. ``.0%``, ``d``).
+    ``y_format`` is the d3 format of the y ticks and tooltip (e.g. ``.0%``, ``d``); ``events``
+    (``time``, ``label``) are drawn as vertical marks (promotions, retrains).
     """
     data = frame.copy()
     data[x] = wall_time(data[x], tz)
@@ -90,6 +92,15 @@ def time_lines(
         )
         labels = alt.Chart(ref).mark_text(align="left", dx=4, dy=-6, color="#555").encode(y="value:Q", text="rule:N")
         chart = alt.layer(chart, lines, labels)
+    if events is not None and not events.empty:
+        marks = events.assign(time=wall_time(events["time"], tz))
+        rule = alt.Chart(marks).mark_rule(color="#6a3d9a", strokeWidth=1.5)
+        rule = rule.encode(
+            x="time:T", tooltip=[alt.Tooltip("time:T", format="%Y-%m-%d %H:%M", title=f"time ({tz})"), "label:N"]
+        )
+        text = alt.Chart(marks).mark_text(align="left", dx=3, dy=-4, color="#6a3d9a", fontSize=10, angle=0)
+        text = text.encode(x="time:T", y=alt.value(8), text="label:N")
+        chart = alt.layer(chart, rule, text)
     return chart
 
 

@@ -437,13 +437,15 @@ _DAY_ROWS = """
     FROM {source} WHERE status = 'joined' AND NOT shadow
 """
 
+# onset: not short at prediction time (current_count > the shortage threshold), the rows where the
+# model must foresee a change; persistence cannot (training.evaluate's "onsets" subset).
 _DAY_PERSISTENCE = """
     SELECT target, local_day, 'model' AS scorer, round(probability, 3) AS score,
-           count(*) FILTER (WHERE actual_label) AS pos, count(*) AS n
+           current_count > {short} AS onset, count(*) FILTER (WHERE actual_label) AS pos, count(*) AS n
     FROM day_quality WHERE current_count IS NOT NULL GROUP BY ALL
     UNION ALL
     SELECT target, local_day, 'persistence' AS scorer, -CAST(current_count AS DOUBLE) AS score,
-           count(*) FILTER (WHERE actual_label) AS pos, count(*) AS n
+           current_count > {short} AS onset, count(*) FILTER (WHERE actual_label) AS pos, count(*) AS n
     FROM day_quality WHERE current_count IS NOT NULL GROUP BY ALL
 """
 
@@ -455,15 +457,18 @@ _DAY_CALIBRATION = """
 
 _LIFT = """
     WITH bins AS (
-        SELECT target, local_day AS day, scorer, score, sum(pos) AS pos, sum(n) AS n
+        SELECT target, local_day AS day, 'all rows' AS subset, scorer, score, sum(pos) AS pos, sum(n) AS n
         FROM lift_bins GROUP BY ALL
+        UNION ALL
+        SELECT target, local_day AS day, 'onsets' AS subset, scorer, score, sum(pos) AS pos, sum(n) AS n
+        FROM lift_bins WHERE onset GROUP BY ALL
     ), cum AS (
         SELECT *, sum(pos) OVER w AS tp_at, sum(n) OVER w AS n_at FROM bins
-        WINDOW w AS (PARTITION BY target, day, scorer ORDER BY score DESC ROWS UNBOUNDED PRECEDING)
+        WINDOW w AS (PARTITION BY target, day, subset, scorer ORDER BY score DESC ROWS UNBOUNDED PRECEDING)
     )
-    SELECT target, day, scorer, sum(n) AS rows, sum(pos) AS positives,
+    SELECT target, day, subset, scorer, sum(n) AS rows, sum(pos) AS positives,
            sum(pos * tp_at / n_at) / nullif(sum(pos), 0) AS pr_auc
-    FROM cum GROUP BY ALL ORDER BY target, day, scorer
+    FROM cum GROUP BY ALL ORDER BY target, day, subset, scorer
 """
 
 _CALIBRATION = """
@@ -490,18 +495,23 @@ def _recent_rolling_sql() -> str:
     return rolling.replace("quality_hourly_bins", "recent_bins") + " ORDER BY target, window_end"
 
 
-def _quality_day(src: Source, epoch: int, day: str, tz: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _quality_day(
+    src: Source, epoch: int, day: str, tz: str, short: int
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(hourly bins, persistence/model bins per local day, calibration sums) of one quality day partition."""
     if "'" in tz:
         raise ValueError(f"bad time zone name {tz!r}")
     lake = reader(src, epoch)
     source = f"({lake.lake.scan_sql(spec_of('quality'), city=src.city, dts=[day])})"
     setup = [(_DAY_ROWS.format(tz=tz, source=source), [])]
-    bins, lift, calibration = lake.frames(setup, [_day_bins_sql(), _DAY_PERSISTENCE, _DAY_CALIBRATION])
+    persistence = _DAY_PERSISTENCE.format(short=int(short))
+    bins, lift, calibration = lake.frames(setup, [_day_bins_sql(), persistence, _DAY_CALIBRATION])
     return bins, lift, calibration
 
 
-def quality_days(src: Source, epoch: int, days: int, tz: str) -> list[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
+def quality_days(
+    src: Source, epoch: int, days: int, tz: str, short: int
+) -> list[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
     """Aggregates of the ``days + 1`` newest quality days, each computed once per content: the
     reader's day cache is keyed by the day and its number of files (actuals only ever add files),
     so only a day that received rows since is read again."""
@@ -517,22 +527,25 @@ def quality_days(src: Source, epoch: int, days: int, tz: str) -> list[tuple[pd.D
         if day not in available:
             continue
         files = len(lake.lake.files(spec_of("quality"), city=src.city, dts=[day]))
-        key = ("quality", src.city, day, tz, str(files))
-        out.append(lake.day_cached(key, lambda d=day: _quality_day(src, epoch, d, tz)))
+        key = ("quality", src.city, day, tz, str(short), str(files))
+        out.append(lake.day_cached(key, lambda d=day: _quality_day(src, epoch, d, tz, short)))
     return out
 
 
 @_cached
-def quality_panels(src: Source, epoch: int, days: int, tz: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def quality_panels(
+    src: Source, epoch: int, days: int, tz: str, short: int
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Online quality of the served alias over the last ``days``:
 
     - PR-AUC, F1, precision, recall per 24 h window ending at each hour (``quality_rolling_24h``'s
       definition; one day more is read so that the first windows are full 24 h ones);
     - PR-AUC per local day of the model and of persistence (score = minus the count at prediction
-      time) on the same joined rows, for the last ``days`` local days;
+      time) on the same joined rows, for the last ``days`` local days, on all rows and on onsets
+      (rows not short at prediction time: count > ``short``);
     - calibration over those local days: mean predicted probability against the observed rate in 10 bins.
     """
-    parts = quality_days(src, epoch, days, tz)
+    parts = quality_days(src, epoch, days, tz, short)
     if not parts:
         return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
     bins = pd.concat([b for b, _, _ in parts], ignore_index=True)
@@ -559,9 +572,9 @@ def quality_panels(src: Source, epoch: int, days: int, tz: str) -> tuple[pd.Data
     return rolling.reset_index(drop=True), lift, calibration
 
 
-def warm_quality(src: Source, epoch: int, days: int, tz: str) -> None:
+def warm_quality(src: Source, epoch: int, days: int, tz: str, short: int) -> None:
     """Fill the reader's day cache for the default history (server start)."""
-    quality_days(src, epoch, days, tz)
+    quality_days(src, epoch, days, tz, short)
 
 
 @_cached
@@ -877,3 +890,24 @@ def mask_onset(src: Source, epoch: int, station_id: str, end: pd.Timestamp, hour
         """,
         [station_id, start.to_pydatetime(), end.to_pydatetime()],
     )
+
+
+@_cached
+def model_events(src: Source, epoch: int) -> pd.DataFrame:
+    """Production alias moves (promotions, forced moves, rollbacks) and retrain runs: ``time``, ``label``."""
+    moves = reader(src, epoch).frame(
+        """
+        SELECT "at" AS time, target || ' v' || version || ' ' || action AS label FROM promotions
+        WHERE city = ? AND alias = 'production' AND action IN ('promote', 'forced', 'rollback')
+        """,
+        [src.city],
+    )
+    since = _recent_days(src, epoch, "job_runs", 90)
+    if since is None:
+        return moves
+    retrains = reader(src, epoch).frame(
+        "SELECT started_at AS time, 'retrain ' || status AS label FROM job_runs WHERE city = ? AND dt >= ? "
+        "AND job = 'retrain'",
+        [src.city, since],
+    )
+    return pd.concat([moves, retrains], ignore_index=True) if not retrains.empty else moves

@@ -34,7 +34,7 @@ def warm_up(settings: Settings) -> float:
     context.registry_loader(settings).poll()
     info = q.system_info(src, epoch)
     tz = str(info["timezone"].iloc[0]) if not info.empty and info["timezone"].iloc[0] else "UTC"
-    q.warm_quality(src, epoch, settings.dashboard_history_days, tz)
+    q.warm_quality(src, epoch, settings.dashboard_history_days, tz, settings.shortage_threshold)
     return time.perf_counter() - started
 
 
