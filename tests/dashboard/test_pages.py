@@ -111,7 +111,7 @@ def test_map_lists_every_station_riskiest_first_with_its_panel(world_env: World)
     plan = view(world_env, "SELECT * FROM plan_summary").iloc[0]
     benefit = at.dataframe[0].value
     no_action = benefit.set_index("policy").loc["no action", "expected stockout station-min"]
-    assert no_action == pytest.approx(plan["stockout_min_no_action"])
+    assert no_action == round(plan["stockout_min_no_action"], 1)  # rounded to 0.1 station-min
 
 
 def test_top_n_orders_filters_and_suggests_dispatch(world_env: World) -> None:
