@@ -12,6 +12,7 @@ import pandas as pd
 # Station colour ramp by risk: green (0) -> amber (0.5) -> red (1); grey when not scored.
 RISK_STOPS = np.array([[26, 150, 65], [253, 174, 97], [215, 25, 28]], dtype=float)
 NOT_SCORED = [150, 150, 150, 140]
+TIME_TICKS = "%b %d %H:%M"  # one tick format for every chart over days; the station panel uses %H:%M
 TRUCK_COLOURS = [[31, 119, 180], [148, 103, 189], [23, 190, 207], [140, 86, 75], [227, 119, 194], [127, 127, 127]]
 
 
@@ -57,6 +58,7 @@ def time_lines(
     y_format: str | None = None,
     color_title: str | None = None,
     events: pd.DataFrame | None = None,
+    x_format: str = TIME_TICKS,
 ) -> alt.LayerChart | alt.Chart:
     """Lines of ``y`` over time ``x`` (in ``tz``, labelled), optionally with horizontal reference rules.
 
@@ -73,7 +75,7 @@ def time_lines(
         x_scale = alt.Scale(domain=[b.isoformat() for b in bounds])
     axis = alt.Axis(format=y_format) if y_format else alt.Undefined
     encoding: dict[str, Any] = {
-        "x": alt.X(f"{x}:T", title=f"time ({tz})", scale=x_scale, axis=alt.Axis(format="%H:%M")),
+        "x": alt.X(f"{x}:T", title=f"time ({tz})", scale=x_scale, axis=alt.Axis(format=x_format)),
         "y": alt.Y(f"{y}:Q", title=y_title, scale=scale, axis=axis),
         "tooltip": [
             alt.Tooltip(f"{x}:T", title=f"time ({tz})", format="%Y-%m-%d %H:%M"),

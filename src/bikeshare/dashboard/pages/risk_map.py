@@ -235,7 +235,7 @@ def render_panel(ctx: PageContext, row: pd.Series, end: pd.Timestamp) -> None:
         counts = history.melt(id_vars=["last_updated"], value_vars=["bikes", "docks"], var_name="series")
         st.altair_chart(
             time_lines(counts, x="last_updated", y="value", color="series", tz=ctx.tz, y_title="count", step=True,
-                       x_domain=window, y_format="d", color_title=None, height=180),
+                       x_domain=window, y_format="d", color_title=None, height=180, x_format="%H:%M"),
             width="stretch",
         )  # fmt: skip
     st.markdown("Predictions made over the last hours, plotted at the time they are about (t + horizon)")
@@ -245,7 +245,7 @@ def render_panel(ctx: PageContext, row: pd.Series, end: pd.Timestamp) -> None:
         chart = time_lines(
             preds.assign(series=preds["target"].map({"bikes": "P(no bikes)", "docks": "P(no docks)"})),
             x="target_time", y="probability", color="series", tz=ctx.tz, y_title="probability", y_domain=(0, 1),
-            height=160, x_domain=window, y_format=".0%", color_title=None,
+            height=160, x_domain=window, y_format=".0%", color_title=None, x_format="%H:%M",
         )  # fmt: skip
         st.altair_chart(chart, width="stretch")
     render_forecast(ctx, sid, history, end, window)
@@ -278,7 +278,8 @@ def render_forecast(
     probs["series"] = probs["series"].map(SERIES_LABELS)
     st.altair_chart(
         time_lines(probs, x="target_time", y="value", color="series", tz=ctx.tz, y_title="probability",
-                   y_domain=(0, 1), height=160, x_domain=window, y_format=".0%", color_title=None),
+                   y_domain=(0, 1), height=160, x_domain=window, y_format=".0%", color_title=None,
+                   x_format="%H:%M"),
         width="stretch",
     )  # fmt: skip
     st.caption(

@@ -46,12 +46,15 @@ def endpoint_panel(ctx: PageContext, days: int) -> None:
     st.caption(f"Latest window ends {ctx.fmt(last['window_end'])}.")
     left, right = st.columns(2)
     latency = part.melt(id_vars=["window_end"], value_vars=["p50_ms", "p95_ms"], var_name="percentile")
+    latency["percentile"] = latency["percentile"].map({"p50_ms": "P50", "p95_ms": "P95"})
     left.altair_chart(
-        time_lines(latency, x="window_end", y="value", color="percentile", tz=ctx.tz, y_title="latency (ms)"),
+        time_lines(latency, x="window_end", y="value", color="percentile", tz=ctx.tz, y_title="latency (ms)",
+                   color_title=None),
         width="stretch",
-    )
+    )  # fmt: skip
     right.altair_chart(
-        time_lines(part, x="window_end", y="error_rate", tz=ctx.tz, y_title="error rate"), width="stretch"
+        time_lines(part, x="window_end", y="error_rate", tz=ctx.tz, y_title="error rate (%)", y_format=".2%"),
+        width="stretch",
     )
 
 
@@ -72,7 +75,15 @@ def batches_panel(ctx: PageContext, days: int) -> None:
     )
     left, right = st.columns(2)
     left.altair_chart(
-        time_lines(hourly, x="hour", y="success_rate", tz=ctx.tz, y_title="success rate per hour", y_domain=(0, 1)),
+        time_lines(
+            hourly,
+            x="hour",
+            y="success_rate",
+            tz=ctx.tz,
+            y_title="success rate per hour (%)",
+            y_domain=(0, 1),
+            y_format=".0%",
+        ),
         width="stretch",
     )
     right.altair_chart(
