@@ -226,6 +226,9 @@ def test_the_map_fits_every_station_and_rings_the_listed_one(world_env: World) -
     ring = next(layer for layer in spec["layers"] if layer["id"] == "highlight")["data"][0]
     assert (ring["lat"], ring["lon"]) == (pick["lat"], pick["lon"])
     assert (spec["initialViewState"]["latitude"], spec["initialViewState"]["longitude"]) == (pick["lat"], pick["lon"])
+    at.run()  # a re-read (the auto-refresh) keeps the view where the pick put it
+    again = json.loads(at.get("deck_gl_json_chart")[0].proto.json)["initialViewState"]
+    assert (again["latitude"], again["longitude"]) == (pick["lat"], pick["lon"])
     names = dict(
         zip(
             *lake_sql(world_env.lake_dir, "SELECT station_id, name FROM station_information_current").T.values,

@@ -231,7 +231,11 @@ def status_items(ctx: PageContext, clock: Clock) -> list[StatusItem]:
 
     served = q.served_models(ctx.src, ctx.epoch)
     live = served[~served["shadow"]] if not served.empty else served
-    if live.empty:
+    if live.empty and not served.empty:
+        items.append(
+            StatusItem("served", Level.AMBER, "newest slot scored in shadow only", "The served alias failed there.")
+        )
+    elif live.empty:
         items.append(StatusItem("served", Level.AMBER, "no served model yet", "No scored batch in the lake."))
     else:
         versions = " · ".join(f"{r.target} v{r.model_version}" for r in live.itertuples(index=False))

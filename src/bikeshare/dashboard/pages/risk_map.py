@@ -58,16 +58,21 @@ def map_pick() -> str | None:
 
 
 def pan_to_list_pick() -> None:
-    """on_change of the station list: the next map view centres on the chosen station."""
-    st.session_state["_pan_to_station"] = True
+    """on_change of the station list: the map view centres on the chosen station from now on (a pick
+    on the map keeps the view: the operator is already looking there)."""
+    st.session_state["_view_station"] = st.session_state.get("station")
 
 
-def map_view(placed: pd.DataFrame, chosen: str | None) -> tuple[pdk.ViewState, tuple[float, float, float]]:
-    """The view: every station fitted on a first view; centred on a station picked from the list."""
+def map_view(placed: pd.DataFrame) -> tuple[pdk.ViewState, tuple[float, float, float]]:
+    """The view: every station fitted until a station is picked from the list, then centred on it.
+
+    The view stays the same across reruns (auto-refresh, a pick on the map), so the map does not jump.
+    """
     fitted = fit_view(placed["lat"], placed["lon"], width_px=MAP_WIDTH_PX, height_px=MAP_HEIGHT_PX)
     lat, lon, zoom = fitted
-    if st.session_state.pop("_pan_to_station", False) and chosen is not None:
-        row = placed[placed["station_id"].astype(str) == chosen]
+    centre = st.session_state.get("_view_station")
+    if centre is not None:
+        row = placed[placed["station_id"].astype(str) == centre]
         if not row.empty:
             lat, lon, zoom = float(row["lat"].iloc[0]), float(row["lon"].iloc[0]), max(fitted[2], PICK_ZOOM)
     return pdk.ViewState(latitude=lat, longitude=lon, zoom=zoom, pitch=0), (lat, lon, zoom)
@@ -141,7 +146,7 @@ def render_map(ctx: PageContext, stations: pd.DataFrame, stops: pd.DataFrame, ch
                 pickable=False,
             )
         )
-    view, (lat, _lon, zoom) = map_view(placed, chosen)
+    view, (lat, _lon, zoom) = map_view(placed)
     style = ctx.settings.dashboard_map_style or plain_style_url()
     deck = pdk.Deck(
         layers=layers,
