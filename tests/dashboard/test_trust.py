@@ -256,3 +256,42 @@ def test_top_n_bounds_and_stations_without_a_region(world_env: World) -> None:
     )
     assert set(table["station id"]) == set(none["station_id"]) and len(none) > 0
     assert set(table["region"]) == {"(no region)"}
+
+
+def test_a_failed_batch_and_forecast_call_are_named_not_run(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The newest batch failed (its record is there, its rows are not): the map says so with the error."""
+    from bikeshare.lake.tables import INFERENCE_BATCHES
+
+    lake_dir = tmp_path / "lake"
+    shutil.copytree(world.lake_dir, lake_dir)
+    newest = lake_sql(lake_dir, "SELECT max(feature_time) AS t FROM inference_batches")["t"].iloc[0]
+    slot = pd.Timestamp(newest) + pd.Timedelta(minutes=10)
+    record = {
+        "batch_id": "failed-slot", "feature_time": slot, "started_at": slot, "finished_at": slot,
+        "duration_s": 10.0, "status": "failed", "rows": 0, "stations_scored": 0, "stations_masked": 0,
+        "stations_missing": 0, "attempts": 2, "error": "endpoint timed out after 10 s", "endpoint": "http://x",
+        "alias": "production", "shadow": False, "model_versions": "{}", "forecast_status": "failed",
+        "forecast_error": "forecast endpoint refused",
+    }  # fmt: skip
+    Lake.open(str(lake_dir)).write(
+        INFERENCE_BATCHES, pd.DataFrame([record]), city="sf", dt=partition_value(slot, Grain.DAY), name="failed"
+    )
+    for name, value in {**world.env(), "BIKESHARE_LAKE_URI": str(lake_dir)}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("BIKESHARE_CONFIG", raising=False)
+    masked = lake_sql(
+        lake_dir,
+        "SELECT station_id FROM station_status WHERE dt = (SELECT max(dt) FROM station_status) AND masked "
+        "ORDER BY station_id LIMIT 1",
+    )["station_id"].iloc[0]
+    at = run_page("risk_map.py")
+    at.selectbox(key="station").select(masked).run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert any("failed after 2 attempt(s): endpoint timed out after 10 s" in e for e in errors), errors
+    assert not any("run `bikeshare infer`" in i.value for i in at.info)
+    assert any(
+        "forecast call of the batch of" in w.value and "forecast endpoint refused" in w.value for w in at.warning
+    )

@@ -294,18 +294,18 @@ def render_forecast(
 
 
 def forecast_reason(ctx: PageContext) -> None:
-    """Why there is no forecast curve: never produced (how to), or the latest batch's call failed."""
+    """Why there is no forecast curve: the latest batch's forecast call failed (its error), or none was
+    ever produced (the commands that produce one)."""
+    record = q.latest_batch_record(ctx.src, ctx.epoch)
+    if not record.empty and record.iloc[0]["forecast_status"] == "failed":
+        last = record.iloc[0]
+        when = ctx.fmt(last["feature_time"])
+        st.warning(f"The forecast call of the batch of {when} failed: {last['forecast_error']}")
+        return
     if not q.latest_partitions(ctx.src, ctx.epoch, "forecasts", 1):
         st.caption(
             "No forecast yet: run `bikeshare forecast train`, `bikeshare forecast promote --to production` "
             "and then `bikeshare infer` (the batch writes every horizon to the forecasts table)."
-        )
-        return
-    record = q.latest_batch_record(ctx.src, ctx.epoch)
-    if not record.empty and record.iloc[0]["forecast_status"] == "failed":
-        last = record.iloc[0]
-        st.warning(
-            f"The forecast call of the batch of {ctx.fmt(last['feature_time'])} failed: {last['forecast_error']}"
         )
         return
     st.caption("No forecast of this station in the last 2 h of the forecasts table (not scored in those batches).")
