@@ -168,11 +168,11 @@ def job_intervals(settings: Settings) -> dict[str, float]:
 
 def data_age_thresholds(settings: Settings) -> tuple[float, float]:
     """(warning, critical) seconds of the ``data_delay`` rule in force (docs/ops_sla.md)."""
-    from bikeshare.monitoring.rules import load_rules
+    from bikeshare.monitoring.rules import RulesFileError, load_rules
 
     try:
         rules = load_rules(settings.alert_rules_path)
-    except Exception:  # a broken rules file is the monitor's error to report; keep the seed thresholds
+    except (RulesFileError, OSError, ValueError):  # the monitor reports a broken rules file; keep the seed ones
         return DATA_AGE_WARNING_S, DATA_AGE_CRITICAL_S
     for rule in rules.rules:
         if rule.name == "data_delay":
