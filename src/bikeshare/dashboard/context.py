@@ -214,8 +214,11 @@ def status_items(ctx: PageContext, clock: Clock) -> list[StatusItem]:
     if newest:
         as_of = parse_partition_value(newest[0])
         age = (clock.now - as_of).total_seconds()
-        local = ctx.local(as_of)
-        when = local.strftime("%H:%M %Z") if isinstance(local, pd.Timestamp) else "-"
+        local, today = ctx.local(as_of), ctx.local(clock.now)
+        same_day = isinstance(local, pd.Timestamp) and isinstance(today, pd.Timestamp) and local.date() == today.date()
+        when = (
+            local.strftime("%H:%M %Z" if same_day else "%Y-%m-%d %H:%M %Z") if isinstance(local, pd.Timestamp) else "-"
+        )
         text = f"data as of {when} ({humanise(max(age, 0))} old)"
         if clock.replay:
             text += f" · replay time {ctx.fmt(clock.now)}"
