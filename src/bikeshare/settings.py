@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -459,6 +459,19 @@ class Settings(BaseSettings):
     )
     dashboard_recent_hours: int = Field(
         24, ge=1, le=168, description="Hours of the ingest log and of job runs the dashboard lists."
+    )
+    dashboard_refresh_s: float = Field(
+        60.0, ge=0, description="Seconds between two automatic re-reads of an open dashboard page; 0: only the button."
+    )
+    dashboard_clock: Literal["auto", "wall", "lake"] = Field(
+        "auto",
+        description="What the dashboard measures ages against: the wall clock (a live lake), the lake's newest "
+        "fetch or job run (a replayed lake), or auto (replayed when the newest ingest source is not a live feed).",
+    )
+    dashboard_map_style: str | None = Field(
+        None,
+        description="Basemap style URL of the map (e.g. a Carto or MapLibre style JSON); unset: a plain background "
+        "with a scale, which needs no network.",
     )
 
     @model_validator(mode="after")

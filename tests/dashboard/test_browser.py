@@ -115,7 +115,7 @@ def test_every_page_renders_in_chromium(world: World, dashboard_url: str, tmp_pa
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 2000}, accept_downloads=True)
+            page = browser.new_page(viewport={"width": 1440, "height": 900}, accept_downloads=True)
             for name, path, text in pages:
                 page.goto(dashboard_url + path, timeout=90_000)
                 page.get_by_text(text, exact=False).first.wait_for(timeout=90_000)
@@ -127,7 +127,9 @@ def test_every_page_renders_in_chromium(world: World, dashboard_url: str, tmp_pa
                 )
                 page.wait_for_timeout(800)  # let the map and charts draw their canvases
                 shot = tmp_path / f"{name}.png"
-                page.screenshot(path=str(shot))
+                page.screenshot(path=str(shot), full_page=True)
+                assert page.get_by_text("data as of", exact=False).count() >= 1, f"{name}: no status bar"
+                assert page.get_by_text("Read from the lake at", exact=False).count() == 1, f"{name}: no last read"
                 assert shot.stat().st_size > 20_000, f"{name}: screenshot looks blank"
                 assert page.get_by_text("Page not found").count() == 0
                 assert page.locator('[data-testid="stException"]').count() == 0, f"{name}: exception shown"
@@ -135,7 +137,7 @@ def test_every_page_renders_in_chromium(world: World, dashboard_url: str, tmp_pa
                     with page.expect_download() as download:
                         page.get_by_text("Download CSV").click()
                     rows = list(csv.DictReader(Path(download.value.path()).read_text().splitlines()))
-                    assert rows[0]["station"] == want["top_id"]
+                    assert rows[0]["station id"] == want["top_id"]
         finally:
             browser.close()
     print(f"screenshots in {tmp_path}")

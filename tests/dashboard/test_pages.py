@@ -7,6 +7,7 @@ from the dashboard's own query module.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,15 @@ def latest_risk(world: World) -> pd.DataFrame:
     return out
 
 
+def ranked_by(
+    risk: pd.DataFrame, column: str, *, fill: float, shortfall: Callable[[pd.Series], pd.Series]
+) -> pd.DataFrame:
+    """The Top-N order: probability to 0.1 %, then the shortfall against the target fill, then the id."""
+    move = (fill * (risk["bikes"] + risk["docks"])).round() - risk["bikes"]
+    keyed = risk.assign(tie=risk[column].round(3), short=shortfall(move))
+    return keyed.sort_values(["tie", "short", "station_id"], ascending=[False, False, True], kind="mergesort")
+
+
 def test_app_entry_lists_the_five_pages(world_env: World) -> None:
     at = AppTest.from_file(str(PAGES_DIR.parent / "app.py"), default_timeout=120).run()
     assert not at.exception
@@ -101,14 +111,19 @@ def test_map_lists_every_station_riskiest_first_with_its_panel(world_env: World)
     plan = view(world_env, "SELECT * FROM plan_summary").iloc[0]
     benefit = at.dataframe[0].value
     no_action = benefit.set_index("policy").loc["no action", "expected stockout station-min"]
-    assert no_action == pytest.approx(plan["stockout_min_no_action"])
+    assert no_action == round(plan["stockout_min_no_action"], 1)  # rounded to 0.1 station-min
 
 
 def test_top_n_orders_filters_and_suggests_dispatch(world_env: World) -> None:
     at = run_page("top_risk.py")
-    risk = latest_risk(world_env).sort_values(["risk", "station_id"], ascending=[False, True])
+    risk = latest_risk(world_env)
     table = at.dataframe[0].value
-    assert table["station"].tolist() == risk["station_id"].head(25).tolist()
+    assert list(table.columns[:5]) == ["rank", "station", "probability", "suggested move", "action"]
+    assert table.columns[-1] == "station id"
+    ranked = ranked_by(risk, "risk", fill=0.5, shortfall=lambda move: move.abs())
+    assert table["station id"].tolist() == ranked["station_id"].head(25).tolist()
+    assert ranked["risk"].round(3).head(25).duplicated().any(), "the world should hold a tie to break"
+    risk = risk.sort_values(["risk", "station_id"], ascending=[False, True])
     assert "Suggested move = round(target fill x (bikes + docks now)) - bikes now" in texts(at)
     first = risk.iloc[0]
     expected_move = round(0.5 * (first["bikes"] + first["docks"])) - first["bikes"]
@@ -120,8 +135,8 @@ def test_top_n_orders_filters_and_suggests_dispatch(world_env: World) -> None:
     at.slider(key="target_fill").set_value(0.6)
     at.run()
     table = at.dataframe[0].value
-    by_bikes = risk[risk["p_bikes"] >= 0.2].sort_values(["p_bikes", "station_id"], ascending=[False, True])
-    assert table["station"].tolist() == by_bikes["station_id"].head(5).tolist()
+    by_bikes = ranked_by(risk[risk["p_bikes"] >= 0.2], "p_bikes", fill=0.6, shortfall=lambda move: move.clip(lower=0))
+    assert table["station id"].tolist() == by_bikes["station_id"].head(5).tolist()
     row = by_bikes.iloc[0]
     assert table.iloc[0]["suggested move"] == round(0.6 * (row["bikes"] + row["docks"])) - row["bikes"]
 
@@ -146,7 +161,7 @@ def test_top_n_orders_filters_and_suggests_dispatch(world_env: World) -> None:
         * 6_371_000
     )
     near = set(info.loc[dist <= 800, "station_id"]) & set(risk["station_id"])
-    assert set(table["station"]) == near
+    assert set(table["station id"]) == near
     assert len(at.get("download_button")) == 1
 
 
@@ -176,9 +191,22 @@ def test_model_health_shows_versions_kpis_drift_and_history(world_env: World) ->
     audit = view(world_env, "SELECT * FROM promotions")
     history = next(f for f in frames if "verdict" in f.columns)
     assert len(history) == len(audit) == 4
-    lift = next(f for f in frames if "persistence PR-AUC" in f.columns)
+    lift = next(f for f in frames if "persistence PR-AUC (daily)" in f.columns)
     assert set(lift["target"]) == {"bikes", "docks"}
-    assert (lift["lift"] == lift["model PR-AUC"] - lift["persistence PR-AUC"]).all()
+    gap = lift["lift"] - (lift["model PR-AUC (daily)"] - lift["persistence PR-AUC (daily)"])
+    assert (gap.abs() < 1e-9).all()
+    # The onset row (not short at prediction time) beside all rows, on the lake's own row counts.
+    short = world_env.settings.shortage_threshold
+    counts = view(
+        world_env,
+        f"SELECT target, count(*) AS n, count(*) FILTER (WHERE current_count > {short}) AS onsets "
+        "FROM quality WHERE status = 'joined' AND NOT shadow AND current_count IS NOT NULL GROUP BY target",
+    ).set_index("target")
+    for target in ("bikes", "docks"):
+        mine = lift[lift["target"] == target].set_index("subset")
+        assert set(mine.index) == {"all rows", "onsets"}
+        assert mine.loc["all rows", "rows"] == counts.loc[target, "n"]
+        assert mine.loc["onsets", "rows"] == counts.loc[target, "onsets"]
 
 
 def test_system_health_lists_alerts_and_acks_one(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -96,3 +96,4 @@ def test_streamlit_is_started_headless_on_loopback() -> None:
     command = streamlit_command(port=8765, python="/usr/bin/python3")
     assert command[:3] == ["/usr/bin/python3", "-m", "bikeshare.dashboard.serve"]
     assert {"--server.headless=true", "--server.address=127.0.0.1", "--server.port=8765"} <= set(command)
+    assert "--client.toolbarMode=minimal" in command  # no "Deploy" button on the operator's screen

@@ -4,6 +4,8 @@ small display helpers (local times, "no data yet" notices that name the producin
 from __future__ import annotations
 
 import getpass
+import html
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,6 +14,19 @@ import streamlit as st
 
 from bikeshare.dashboard import queries as q
 from bikeshare.dashboard.registry_view import RegistryLoader
+from bikeshare.dashboard.status import (
+    DATA_AGE_CRITICAL_S,
+    DATA_AGE_WARNING_S,
+    LEVEL_BACKGROUNDS,
+    LEVEL_COLOURS,
+    Clock,
+    Level,
+    alerts_level,
+    data_age_level,
+    humanise,
+    job_staleness,
+    worst,
+)
 from bikeshare.lake.store import parse_partition_value
 from bikeshare.settings import Settings, load_settings
 
@@ -50,10 +65,15 @@ class PageContext:
         return self.fmt(parse_partition_value(dt)) if dt else "-"
 
 
+def current_city(settings: Settings) -> str:
+    """The city every page shows: the one place a city picker will set it."""
+    return settings.city
+
+
 def page_context() -> PageContext:
     """Settings from the environment (``bikeshare dashboard`` passes them), the source, the time zone."""
     settings = load_settings()
-    src = q.Source(settings.lake_uri, settings.s3_endpoint_url, settings.city)
+    src = q.Source(settings.lake_uri, settings.s3_endpoint_url, current_city(settings))
     epoch = q.epoch_of(settings.dashboard_cache_ttl_s)
     info = q.system_info(src, epoch)
     if info.empty or not info["timezone"].iloc[0]:
@@ -67,10 +87,18 @@ def page_context() -> PageContext:
     )
 
 
-def no_data(what: str, table: str, *, extra: str = "") -> None:
-    """The explicit empty state of a panel: what is missing and which command produces it."""
-    command = q.PRODUCED_BY.get(table, "the job that writes " + table)
-    st.info(f"No {what} yet: run `{command}` to produce it (table `{table}`).{(' ' + extra) if extra else ''}")
+def no_data(ctx: PageContext, what: str, table: str, *, extra: str = "") -> None:
+    """The explicit empty state of a panel. "run `bikeshare Y`" only while the table has never been
+    written; otherwise say that it has rows, up to when, but none for this panel."""
+    tail = f" {extra}" if extra else ""
+    latest = q.latest_partitions(ctx.src, ctx.epoch, table, 1)
+    if not latest:
+        command = q.PRODUCED_BY.get(table, "the job that writes " + table)
+        st.info(f"No {what} yet: run `{command}` to produce it (table `{table}`).{tail}")
+        return
+    st.info(
+        f"No {what}: table `{table}` has rows (newest partition {ctx.fmt_dt(latest[0])}), none for this panel.{tail}"
+    )
 
 
 @st.cache_resource(show_spinner=False)
@@ -126,3 +154,170 @@ def history_days(ctx: PageContext) -> int:
             help="Days the charts over time cover; more days read more of the lake.",
         )
     )
+
+
+# ---- the top of every page: status bar, last read, auto-refresh ------------------------------
+
+
+def job_intervals(settings: Settings) -> dict[str, float]:
+    """Seconds between two runs of each job of the loop runner (its schedules)."""
+    from bikeshare.orchestration.jobs import schedules
+
+    return {job: every.interval.total_seconds() for job, every in schedules(settings).items()}
+
+
+def data_age_thresholds(settings: Settings) -> tuple[float, float]:
+    """(warning, critical) seconds of the ``data_delay`` rule in force (docs/ops_sla.md)."""
+    from bikeshare.monitoring.rules import RulesFileError, load_rules
+
+    try:
+        rules = load_rules(settings.alert_rules_path)
+    except (RulesFileError, OSError, ValueError):  # the monitor reports a broken rules file; keep the seed ones
+        return DATA_AGE_WARNING_S, DATA_AGE_CRITICAL_S
+    for rule in rules.rules:
+        if rule.name == "data_delay":
+            return (
+                rule.warning if rule.warning is not None else DATA_AGE_WARNING_S,
+                rule.critical if rule.critical is not None else DATA_AGE_CRITICAL_S,
+            )
+    return DATA_AGE_WARNING_S, DATA_AGE_CRITICAL_S
+
+
+def page_clock(ctx: PageContext) -> Clock:
+    """The clock the page measures ages against (see :class:`~bikeshare.dashboard.status.Clock`)."""
+    lake_now, source = q.lake_clock(ctx.src, ctx.epoch)
+    newest = q.latest_partitions(ctx.src, ctx.epoch, "station_status", 1)
+    if newest:  # the newest snapshot is lake activity too (a backfill has no later fetch)
+        snap = parse_partition_value(newest[0])
+        lake_now = snap if lake_now is None else max(pd.Timestamp(lake_now), snap)
+    return Clock.of(
+        wall=pd.Timestamp.now(tz="UTC"), lake_now=lake_now, source=source, mode=ctx.settings.dashboard_clock
+    )
+
+
+@dataclass(frozen=True)
+class StatusItem:
+    """One pill of the status bar."""
+
+    key: str
+    level: Level
+    text: str
+    detail: str = ""
+
+
+def status_items(ctx: PageContext, clock: Clock) -> list[StatusItem]:
+    """Data age, the served versions, the firing alerts and the jobs, each with its colour."""
+    items: list[StatusItem] = []
+    newest = q.latest_partitions(ctx.src, ctx.epoch, "station_status", 1)
+    warning_s, critical_s = data_age_thresholds(ctx.settings)
+    rule = f"green <= {humanise(warning_s)}, amber <= {humanise(critical_s)}, red beyond (data_delay rule)"
+    if newest:
+        as_of = parse_partition_value(newest[0])
+        age = (clock.now - as_of).total_seconds()
+        local, today = ctx.local(as_of), ctx.local(clock.now)
+        same_day = isinstance(local, pd.Timestamp) and isinstance(today, pd.Timestamp) and local.date() == today.date()
+        when = (
+            local.strftime("%H:%M %Z" if same_day else "%Y-%m-%d %H:%M %Z") if isinstance(local, pd.Timestamp) else "-"
+        )
+        text = f"data as of {when} ({humanise(max(age, 0))} old)"
+        if clock.replay:
+            text += f" · replay time {ctx.fmt(clock.now)}"
+            detail = (
+                "Replayed lake: 'old' is measured against the lake's own clock (its newest fetch or job run), "
+                f"not the wall clock, which is {humanise((clock.wall - clock.now).total_seconds())} later. {rule}."
+            )
+        else:
+            detail = f"Age against the wall clock. {rule}."
+        items.append(StatusItem("data", data_age_level(age, warning_s=warning_s, critical_s=critical_s), text, detail))
+    else:
+        items.append(StatusItem("data", Level.RED, "no data yet", "Run `bikeshare ingest` (or `bikeshare backfill`)."))
+
+    served = q.served_models(ctx.src, ctx.epoch)
+    live = served[~served["shadow"]] if not served.empty else served
+    if live.empty and not served.empty:
+        items.append(
+            StatusItem("served", Level.AMBER, "newest slot scored in shadow only", "The served alias failed there.")
+        )
+    elif live.empty:
+        items.append(StatusItem("served", Level.AMBER, "no served model yet", "No scored batch in the lake."))
+    else:
+        versions = " · ".join(f"{r.target} v{r.model_version}" for r in live.itertuples(index=False))
+        items.append(StatusItem("served", Level.GREEN, f"served {live['alias'].iloc[0]}: {versions}"))
+
+    alerts = q.open_alerts(ctx.src, ctx.epoch)
+    firing = alerts[alerts["status"] == "firing"] if not alerts.empty else alerts
+    if firing.empty:
+        items.append(StatusItem("alerts", Level.GREEN, "no alert firing"))
+    else:
+        names = ", ".join(f"{r.severity} {r.rule}" for r in firing.itertuples(index=False))
+        items.append(StatusItem("alerts", alerts_level(alerts), f"{len(firing)} alert(s) firing", names))
+
+    jobs = job_staleness(q.last_job_runs(ctx.src, ctx.epoch), job_intervals(ctx.settings), clock.now)
+    if jobs.empty:
+        items.append(StatusItem("jobs", Level.AMBER, "no job run recorded", "Run `bikeshare run`."))
+    else:
+        late = jobs[jobs["level"] != Level.GREEN]
+        level = worst(list(jobs["level"]))
+        text = "jobs on time" if late.empty else f"jobs late or failed: {', '.join(late['job'])}"
+        detail = "; ".join(
+            f"{r.job} last ran {humanise(r.age_s)} ago ({r.status})" for r in jobs.itertuples(index=False)
+        )
+        items.append(StatusItem("jobs", level, text, detail + ". Amber past 2 intervals, red past 4."))
+    return items
+
+
+def status_html(items: list[StatusItem]) -> str:
+    """The status bar as one line of coloured pills (``data-level`` says the colour to a test)."""
+    overall = worst([i.level for i in items])
+    pills = "".join(
+        f'<span class="bs-pill" data-key="{i.key}" data-level="{i.level}" title="{html.escape(i.detail)}" '
+        f'style="background:{LEVEL_BACKGROUNDS[i.level]};color:{LEVEL_COLOURS[i.level]};'
+        f"border:1px solid {LEVEL_COLOURS[i.level]};border-radius:1rem;padding:0.1rem 0.6rem;margin-right:0.4rem;"
+        f'display:inline-block;font-size:0.85rem;">● {html.escape(i.text)}</span>'
+        for i in items
+    )
+    return f'<div class="bs-status" data-level="{overall}" style="margin-bottom:0.3rem;">{pills}</div>'
+
+
+def status_bar(ctx: PageContext) -> Clock:
+    """Render the trust status bar; returns the clock it measured against."""
+    clock = page_clock(ctx)
+    items = status_items(ctx, clock)
+    st.markdown(status_html(items), unsafe_allow_html=True)
+    details = [f"**{i.key}**: {i.detail}" for i in items if i.detail]
+    if details:
+        with st.expander("What the status bar measures", expanded=False):
+            st.markdown("\n\n".join(details))
+    return clock
+
+
+def _refresh_when_due(every_s: float) -> None:
+    """Body of the auto-refresh fragment: a full rerun once the page is ``every_s`` old."""
+    read_at = st.session_state.get("_read_at", 0.0)
+    if time.time() - read_at >= every_s * 0.95:
+        st.rerun(scope="app")
+
+
+def auto_refresh(ctx: PageContext) -> None:
+    """Re-read the page every ``dashboard_refresh_s`` (0: only the Refresh button)."""
+    every = ctx.settings.dashboard_refresh_s
+    if every <= 0:
+        return
+    st.fragment(_refresh_when_due, run_every=every)(every)
+
+
+def page_start(ctx: PageContext, title: str) -> Clock:
+    """Top of every page: tab title, sidebar, status bar, title, when it was read; returns the clock."""
+    st.set_page_config(page_title=f"{title} · bike share", page_icon=":bike:", layout="wide")
+    sidebar(ctx)
+    clock = status_bar(ctx)
+    st.title(title)
+    st.session_state["_read_at"] = time.time()
+    refresh = ctx.settings.dashboard_refresh_s
+    st.caption(
+        f"Read from the lake at {ctx.fmt(pd.Timestamp.now(tz='UTC'))} "
+        f"({pd.Timestamp.now(tz='UTC').tz_convert(ctx.tz):%H:%M:%S}); "
+        + (f"re-read every {refresh:g} s, or with Refresh data." if refresh > 0 else "re-read with Refresh data.")
+    )
+    auto_refresh(ctx)
+    return clock

@@ -40,7 +40,8 @@ def settings_env(settings: Settings, base: Mapping[str, str] | None = None) -> d
 
 def streamlit_command(*, port: int, python: str | None = None) -> list[str]:
     """The server command line: ``streamlit run`` on the app (through :mod:`bikeshare.dashboard.serve`,
-    which warms the process up first), headless, loopback only, no usage statistics, no file watcher."""
+    which warms the process up first), headless, loopback only, no usage statistics, no file watcher,
+    and a minimal toolbar (no "Deploy" button: this is an operator's screen, not a development server)."""
     return [
         python or sys.executable,
         "-m",
@@ -52,6 +53,7 @@ def streamlit_command(*, port: int, python: str | None = None) -> list[str]:
         "--server.runOnSave=false",
         "--browser.gatherUsageStats=false",
         "--global.developmentMode=false",
+        "--client.toolbarMode=minimal",
     ]
 
 

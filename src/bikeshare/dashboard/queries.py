@@ -437,13 +437,15 @@ _DAY_ROWS = """
     FROM {source} WHERE status = 'joined' AND NOT shadow
 """
 
+# onset: not short at prediction time (current_count > the shortage threshold), the rows where the
+# model must foresee a change; persistence cannot (training.evaluate's "onsets" subset).
 _DAY_PERSISTENCE = """
     SELECT target, local_day, 'model' AS scorer, round(probability, 3) AS score,
-           count(*) FILTER (WHERE actual_label) AS pos, count(*) AS n
+           current_count > {short} AS onset, count(*) FILTER (WHERE actual_label) AS pos, count(*) AS n
     FROM day_quality WHERE current_count IS NOT NULL GROUP BY ALL
     UNION ALL
     SELECT target, local_day, 'persistence' AS scorer, -CAST(current_count AS DOUBLE) AS score,
-           count(*) FILTER (WHERE actual_label) AS pos, count(*) AS n
+           current_count > {short} AS onset, count(*) FILTER (WHERE actual_label) AS pos, count(*) AS n
     FROM day_quality WHERE current_count IS NOT NULL GROUP BY ALL
 """
 
@@ -455,15 +457,18 @@ _DAY_CALIBRATION = """
 
 _LIFT = """
     WITH bins AS (
-        SELECT target, local_day AS day, scorer, score, sum(pos) AS pos, sum(n) AS n
+        SELECT target, local_day AS day, 'all rows' AS subset, scorer, score, sum(pos) AS pos, sum(n) AS n
         FROM lift_bins GROUP BY ALL
+        UNION ALL
+        SELECT target, local_day AS day, 'onsets' AS subset, scorer, score, sum(pos) AS pos, sum(n) AS n
+        FROM lift_bins WHERE onset GROUP BY ALL
     ), cum AS (
         SELECT *, sum(pos) OVER w AS tp_at, sum(n) OVER w AS n_at FROM bins
-        WINDOW w AS (PARTITION BY target, day, scorer ORDER BY score DESC ROWS UNBOUNDED PRECEDING)
+        WINDOW w AS (PARTITION BY target, day, subset, scorer ORDER BY score DESC ROWS UNBOUNDED PRECEDING)
     )
-    SELECT target, day, scorer, sum(n) AS rows, sum(pos) AS positives,
+    SELECT target, day, subset, scorer, sum(n) AS rows, sum(pos) AS positives,
            sum(pos * tp_at / n_at) / nullif(sum(pos), 0) AS pr_auc
-    FROM cum GROUP BY ALL ORDER BY target, day, scorer
+    FROM cum GROUP BY ALL ORDER BY target, day, subset, scorer
 """
 
 _CALIBRATION = """
@@ -490,18 +495,23 @@ def _recent_rolling_sql() -> str:
     return rolling.replace("quality_hourly_bins", "recent_bins") + " ORDER BY target, window_end"
 
 
-def _quality_day(src: Source, epoch: int, day: str, tz: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _quality_day(
+    src: Source, epoch: int, day: str, tz: str, short: int
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(hourly bins, persistence/model bins per local day, calibration sums) of one quality day partition."""
     if "'" in tz:
         raise ValueError(f"bad time zone name {tz!r}")
     lake = reader(src, epoch)
     source = f"({lake.lake.scan_sql(spec_of('quality'), city=src.city, dts=[day])})"
     setup = [(_DAY_ROWS.format(tz=tz, source=source), [])]
-    bins, lift, calibration = lake.frames(setup, [_day_bins_sql(), _DAY_PERSISTENCE, _DAY_CALIBRATION])
+    persistence = _DAY_PERSISTENCE.format(short=int(short))
+    bins, lift, calibration = lake.frames(setup, [_day_bins_sql(), persistence, _DAY_CALIBRATION])
     return bins, lift, calibration
 
 
-def quality_days(src: Source, epoch: int, days: int, tz: str) -> list[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
+def quality_days(
+    src: Source, epoch: int, days: int, tz: str, short: int
+) -> list[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
     """Aggregates of the ``days + 1`` newest quality days, each computed once per content: the
     reader's day cache is keyed by the day and its number of files (actuals only ever add files),
     so only a day that received rows since is read again."""
@@ -517,22 +527,25 @@ def quality_days(src: Source, epoch: int, days: int, tz: str) -> list[tuple[pd.D
         if day not in available:
             continue
         files = len(lake.lake.files(spec_of("quality"), city=src.city, dts=[day]))
-        key = ("quality", src.city, day, tz, str(files))
-        out.append(lake.day_cached(key, lambda d=day: _quality_day(src, epoch, d, tz)))
+        key = ("quality", src.city, day, tz, str(short), str(files))
+        out.append(lake.day_cached(key, lambda d=day: _quality_day(src, epoch, d, tz, short)))
     return out
 
 
 @_cached
-def quality_panels(src: Source, epoch: int, days: int, tz: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def quality_panels(
+    src: Source, epoch: int, days: int, tz: str, short: int
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Online quality of the served alias over the last ``days``:
 
     - PR-AUC, F1, precision, recall per 24 h window ending at each hour (``quality_rolling_24h``'s
       definition; one day more is read so that the first windows are full 24 h ones);
     - PR-AUC per local day of the model and of persistence (score = minus the count at prediction
-      time) on the same joined rows, for the last ``days`` local days;
+      time) on the same joined rows, for the last ``days`` local days, on all rows and on onsets
+      (rows not short at prediction time: count > ``short``);
     - calibration over those local days: mean predicted probability against the observed rate in 10 bins.
     """
-    parts = quality_days(src, epoch, days, tz)
+    parts = quality_days(src, epoch, days, tz, short)
     if not parts:
         return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
     bins = pd.concat([b for b, _, _ in parts], ignore_index=True)
@@ -559,9 +572,9 @@ def quality_panels(src: Source, epoch: int, days: int, tz: str) -> tuple[pd.Data
     return rolling.reset_index(drop=True), lift, calibration
 
 
-def warm_quality(src: Source, epoch: int, days: int, tz: str) -> None:
+def warm_quality(src: Source, epoch: int, days: int, tz: str, short: int) -> None:
     """Fill the reader's day cache for the default history (server start)."""
-    quality_days(src, epoch, days, tz)
+    quality_days(src, epoch, days, tz, short)
 
 
 @_cached
@@ -793,3 +806,108 @@ def run_sql(src: Source, epoch: int, sql: str, params: list[Any] | None = None) 
         return reader(src, epoch).read_only_frame(sql, params)
     except duckdb.Error as exc:
         raise ValueError(f"query failed: {exc}") from exc
+
+
+# ---- trust signals (status bar) ---------------------------------------------------------------
+
+
+@_cached
+def lake_clock(src: Source, epoch: int) -> tuple[pd.Timestamp | None, str | None]:
+    """(newest activity recorded in the lake: a fetch or a job run, the newest ingest source)."""
+    lake = reader(src, epoch)
+    newest: list[pd.Timestamp] = []
+    source: str | None = None
+    log_day = latest_partitions(src, epoch, "ingest_log", 1)
+    if log_day:
+        rows = lake.frame(
+            "SELECT fetched_at, source FROM ingest_log WHERE city = ? AND dt = ? ORDER BY fetched_at DESC LIMIT 1",
+            [src.city, log_day[0]],
+        )
+        if not rows.empty:
+            newest.append(pd.Timestamp(rows["fetched_at"].iloc[0]))
+            source = rows["source"].iloc[0]
+    run_day = latest_partitions(src, epoch, "job_runs", 1)
+    if run_day:
+        rows = lake.frame(
+            "SELECT max(coalesce(finished_at, started_at)) AS at FROM job_runs WHERE city = ? AND dt = ?",
+            [src.city, run_day[0]],
+        )
+        if not rows.empty and pd.notna(rows["at"].iloc[0]):
+            newest.append(pd.Timestamp(rows["at"].iloc[0]))
+    return (max(newest) if newest else None), source
+
+
+@_cached
+def last_job_runs(src: Source, epoch: int, days: int = 7) -> pd.DataFrame:
+    """The newest run of each job (within ``days`` of the newest run day), with its last error."""
+    since = _recent_days(src, epoch, "job_runs", days)
+    if since is None:
+        return pd.DataFrame()
+    return reader(src, epoch).frame(
+        """
+        SELECT job, status, scheduled_at, started_at, finished_at, duration_s, error
+        FROM job_runs WHERE city = ? AND dt >= ?
+        QUALIFY row_number() OVER (PARTITION BY job ORDER BY started_at DESC) = 1
+        ORDER BY job
+        """,
+        [src.city, since],
+    )
+
+
+@_cached
+def latest_batch_record(src: Source, epoch: int) -> pd.DataFrame:
+    """The newest served batch record (ok, failed or skipped), with its error and forecast status."""
+    days = latest_partitions(src, epoch, "inference_batches", 1)
+    if not days:
+        return pd.DataFrame()
+    return reader(src, epoch).frame(
+        """
+        SELECT feature_time, started_at, status, error, attempts, alias, forecast_status, forecast_error
+        FROM inference_batches WHERE city = ? AND dt = ? AND NOT shadow
+        ORDER BY feature_time DESC, started_at DESC LIMIT 1
+        """,
+        [src.city, days[0]],
+    )
+
+
+@_cached
+def mask_onset(src: Source, epoch: int, station_id: str, end: pd.Timestamp, hours: int = 24) -> pd.DataFrame:
+    """When a station's current run of masked snapshots began (within ``hours`` before ``end``), and why.
+
+    One row (``masked_since``, ``mask_reasons``, ``runs_back_to_window``) or none when its newest row is not masked.
+    """
+    start = end - timedelta(hours=hours)
+    return reader(src, epoch).frame(
+        f"""
+        WITH s AS (
+            SELECT last_updated, masked, mask_reasons FROM ({_window_scan(src, epoch, "station_status", start, end)})
+            WHERE station_id = ? AND last_updated BETWEEN ? AND ?
+        ), last_ok AS (SELECT max(last_updated) AS ok_at FROM s WHERE NOT masked)
+        SELECT min(last_updated) AS masked_since, arg_max(mask_reasons, last_updated) AS mask_reasons,
+               (SELECT ok_at FROM last_ok) IS NULL AS runs_back_to_window
+        FROM s WHERE masked AND last_updated > coalesce((SELECT ok_at FROM last_ok), '-infinity'::TIMESTAMPTZ)
+        HAVING count(*) > 0
+        """,
+        [station_id, start.to_pydatetime(), end.to_pydatetime()],
+    )
+
+
+@_cached
+def model_events(src: Source, epoch: int) -> pd.DataFrame:
+    """Production alias moves (promotions, forced moves, rollbacks) and retrain runs: ``time``, ``label``."""
+    moves = reader(src, epoch).frame(
+        """
+        SELECT "at" AS time, target || ' v' || version || ' ' || action AS label FROM promotions
+        WHERE city = ? AND alias = 'production' AND action IN ('promote', 'forced', 'rollback')
+        """,
+        [src.city],
+    )
+    since = _recent_days(src, epoch, "job_runs", 90)
+    if since is None:
+        return moves
+    retrains = reader(src, epoch).frame(
+        "SELECT started_at AS time, 'retrain ' || status AS label FROM job_runs WHERE city = ? AND dt >= ? "
+        "AND job = 'retrain'",
+        [src.city, since],
+    )
+    return pd.concat([moves, retrains], ignore_index=True) if not retrains.empty else moves

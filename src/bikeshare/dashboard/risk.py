@@ -9,6 +9,9 @@ import pandas as pd
 
 EARTH_RADIUS_M = 6_371_000.0
 TARGETS: dict[str, str] = {"either": "risk", "bikes": "p_bikes", "docks": "p_docks"}
+NO_REGION = "(no region)"  # the region filter's choice for stations the feed gives no region
+TIE_DECIMALS = 3  # probabilities equal to 0.1 % are a tie, broken by the shortfall
+TOP_N_BOUNDS = (1, 1000)
 
 DISPATCH_RULE = (
     "Suggested move = round(target fill x (bikes + docks now)) - bikes now. "
@@ -71,12 +74,65 @@ def top_risk(stations: pd.DataFrame, rule: RiskFilter, *, target_fill: float) ->
     column = TARGETS[rule.target]
     frame = stations[stations[column].notna()].copy()
     if rule.regions:
-        frame = frame[frame["region_id"].astype("string").isin(rule.regions)]
+        region = frame["region_id"].astype("string")
+        keep = region.isin([r for r in rule.regions if r != NO_REGION])
+        if NO_REGION in rule.regions:
+            keep |= region.isna()
+        frame = frame[keep]
     if rule.center is not None and rule.radius_m is not None:
         frame["distance_m"] = haversine_m(frame["lat"], frame["lon"], *rule.center)
         frame = frame[frame["distance_m"] <= rule.radius_m]
     frame = frame[frame[column] >= rule.min_probability]
     frame["score"] = frame[column]
     frame["suggested_move"] = dispatch_quantity(frame["bikes_now"], frame["docks_now"], target_fill=target_fill)
-    frame = frame.sort_values(["score", "station_id"], ascending=[False, True], kind="mergesort")
-    return frame.head(rule.top_n).reset_index(drop=True)
+    frame["shortfall"] = shortfall(frame["suggested_move"], target=rule.target)
+    frame["tie_score"] = frame["score"].round(TIE_DECIMALS)
+    frame = frame.sort_values(
+        ["tie_score", "shortfall", "station_id"], ascending=[False, False, True], kind="mergesort", na_position="last"
+    )
+    top = frame.head(rule.top_n).reset_index(drop=True)
+    tied = top["tie_score"].duplicated(keep=False)
+    return top.assign(tied=tied).drop(columns=["tie_score"])
+
+
+def shortfall(move: pd.Series, *, target: str) -> pd.Series:
+    """What a station lacks against the target fill: bikes to bring for ``bikes``, docks to free (bikes
+    to take away) for ``docks``, either for ``either``; the tie-break after the probability."""
+    m = pd.to_numeric(move, errors="coerce").astype("Int64")
+    if target == "bikes":
+        return m.clip(lower=0)
+    if target == "docks":
+        return (-m).clip(lower=0)
+    return m.abs()
+
+
+def plan_notes(top: pd.DataFrame, stops: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """Per row of ``top``: what the latest optimised plan does there and, when it differs from the
+    suggested move, why (the plan is bound by its trucks, their capacity and the horizon)."""
+    routes = stops[stops["method"] == "optimised"] if not stops.empty else stops
+    by_station: dict[str, tuple[int, int]] = {}
+    for r in routes.itertuples(index=False):
+        signed = int(r.quantity) if r.action == "unload" else -int(r.quantity)
+        truck, total = by_station.get(str(r.station_id), (int(r.truck), 0))
+        by_station[str(r.station_id)] = (truck, total + signed)
+    bound = ""
+    if not summary.empty:
+        plan = summary.iloc[0]
+        bound = f"{int(plan['trucks'])} truck(s) x {int(plan['truck_capacity'])} bikes, {int(plan['horizon_min'])} min"
+    plans, whys = [], []
+    for sid, move in zip(top["station_id"].astype(str), top["suggested_move"], strict=True):
+        truck, planned = by_station.get(sid, (None, 0))
+        if summary.empty:
+            plans.append("no plan")
+            whys.append("")
+            continue
+        plans.append(
+            "not in plan" if truck is None else f"truck {truck}: {'bring' if planned > 0 else 'take'} {abs(planned)}"
+        )
+        if pd.isna(move) or int(move) == planned:
+            whys.append("")
+        elif truck is None:
+            whys.append(f"capacity-bound ({bound}): trucks go where more stockout is avoided")
+        else:
+            whys.append(f"capacity-bound ({bound}): the truck moves what its load and route allow")
+    return pd.DataFrame({"truck_plan": plans, "plan_differs": whys}, index=top.index)

@@ -32,9 +32,11 @@ def warm_up(settings: Settings) -> float:
     epoch = q.epoch_of(settings.dashboard_cache_ttl_s)
     q.reader(src, epoch).prepare()
     context.registry_loader(settings).poll()
+    context.job_intervals(settings)  # imports the runner's schedules (the status bar's job staleness)
+    context.data_age_thresholds(settings)
     info = q.system_info(src, epoch)
     tz = str(info["timezone"].iloc[0]) if not info.empty and info["timezone"].iloc[0] else "UTC"
-    q.warm_quality(src, epoch, settings.dashboard_history_days, tz)
+    q.warm_quality(src, epoch, settings.dashboard_history_days, tz, settings.shortage_threshold)
     return time.perf_counter() - started
 
 

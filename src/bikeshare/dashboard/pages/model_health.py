@@ -3,6 +3,8 @@ over persistence, calibration, drift per feature, promotion history."""
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import streamlit as st
 
@@ -14,8 +16,8 @@ from bikeshare.dashboard.context import (
     no_data,
     page_context,
     page_done,
+    page_start,
     registry_loader,
-    sidebar,
 )
 from bikeshare.registry.client import redact
 
@@ -54,31 +56,45 @@ def registry_panel(ctx: PageContext) -> None:
 def served_panel(ctx: PageContext) -> None:
     served = q.served_models(ctx.src, ctx.epoch)
     if served.empty:
-        no_data("scored batch (versions and thresholds in use)", "inference")
+        no_data(ctx, "scored batch (versions and thresholds in use)", "inference")
         return
     served = served.assign(feature_time=text_time(served["feature_time"], ctx.tz))
     st.caption("In use by the latest batch (from the inference rows):")
     st.dataframe(served, hide_index=True)
 
 
+def events_in(ctx: PageContext, rolling: pd.DataFrame, target: str) -> pd.DataFrame:
+    """Production moves of ``target`` and retrain runs within the chart's time range."""
+    events = q.model_events(ctx.src, ctx.epoch)
+    if events.empty or rolling.empty:
+        return events
+    lo, hi = rolling["window_end"].min(), rolling["window_end"].max()
+    times = pd.to_datetime(events["time"], utc=True)
+    mine = events["label"].str.startswith(target) | events["label"].str.startswith("retrain")
+    return events[mine & (times >= lo) & (times <= hi)]
+
+
 def quality_panel(ctx: PageContext, rolling: pd.DataFrame, days: int) -> None:
-    st.subheader("PR-AUC and F1 over the past 24 h")
+    st.subheader("PR-AUC (rolling 24 h) and F1 (rolling 24 h)")
     if rolling.empty:
-        no_data("joined prediction (online quality)", "quality")
+        no_data(ctx, "joined prediction (online quality)", "quality")
         return
     kpis = {"PR-AUC": ctx.settings.kpi_min_pr_auc, "F1": ctx.settings.kpi_min_f1}
-    st.caption(f"Served alias; 24 h windows ending each hour of the last {days} days; dashed: the seed KPIs.")
+    st.caption(
+        f"Served alias; 24 h windows ending each hour of the last {days} days; dashed: the seed KPIs; purple "
+        "marks: production promotions and retrain runs."
+    )
     cols = st.columns(2)
     for col, target in zip(cols, ("bikes", "docks"), strict=True):
         part = rolling[rolling["target"] == target]
         with col:
             st.markdown(f"**{TARGET_TITLES[target]}**")
             if part.empty:
-                no_data(f"joined prediction for {target}", "quality")
+                no_data(ctx, f"joined prediction for {target}", "quality")
                 continue
             long = part.melt(
                 id_vars=["window_end", "model_version"], value_vars=["pr_auc", "f1"], var_name="metric"
-            ).assign(metric=lambda f: f["metric"].map({"pr_auc": "PR-AUC@24h", "f1": "F1@24h"}))
+            ).assign(metric=lambda f: f["metric"].map({"pr_auc": "PR-AUC (rolling 24 h)", "f1": "F1 (rolling 24 h)"}))
             rules = {f"KPI {name} {value:.2f}": value for name, value in kpis.items()}
             st.altair_chart(
                 time_lines(
@@ -90,6 +106,8 @@ def quality_panel(ctx: PageContext, rolling: pd.DataFrame, days: int) -> None:
                     y_title="score",
                     rules=rules,
                     y_domain=(0, 1),
+                    events=events_in(ctx, part, target),
+                    color_title=None,
                 ),
                 width="stretch",
             )
@@ -102,73 +120,95 @@ def quality_panel(ctx: PageContext, rolling: pd.DataFrame, days: int) -> None:
 
 
 def lift_panel(ctx: PageContext, lift: pd.DataFrame) -> None:
-    st.subheader("Lift over persistence")
+    st.subheader("Lift over persistence: onsets and all rows")
     if lift.empty:
-        no_data("joined prediction (lift needs the observed counts)", "quality")
+        no_data(ctx, "joined prediction (lift needs the observed counts)", "quality")
         return
-    wide = lift.pivot_table(index=["target", "day"], columns="scorer", values="pr_auc").reset_index()
-    wide["lift"] = wide["model"] - wide["persistence"]
-    rows = lift[lift["scorer"] == "model"].set_index(["target", "day"])[["rows", "positives"]]
-    wide = wide.join(rows, on=["target", "day"])
+    wide = lift.pivot_table(index=["target", "day", "subset"], columns="scorer", values="pr_auc").reset_index()
+    wide["model"], wide["persistence"] = wide["model"].round(3), wide["persistence"].round(3)
+    wide["lift"] = (wide["model"] - wide["persistence"]).round(3)
+    rows = lift[lift["scorer"] == "model"].set_index(["target", "day", "subset"])[["rows", "positives"]]
+    wide = wide.join(rows, on=["target", "day", "subset"])
+    wide = wide.sort_values(["target", "day", "subset"], ascending=[True, False, False], kind="mergesort")
     st.caption(
-        f"PR-AUC per day ({ctx.tz}) of the model and of persistence (score: minus the count at prediction time) "
-        "on the same joined rows; lift = model - persistence."
+        f"Daily PR-AUC ({ctx.tz} days) of the model and of persistence (score: minus the count at prediction time) "
+        f"on the same joined rows; lift = model - persistence. **Onsets** (count > {ctx.settings.shortage_threshold} "
+        "at prediction time: the shortage has not begun) is the row that matters: there persistence has no signal."
     )
     st.dataframe(
-        wide.rename(columns={"model": "model PR-AUC", "persistence": "persistence PR-AUC"}),
+        wide.rename(columns={"model": "model PR-AUC (daily)", "persistence": "persistence PR-AUC (daily)"}),
         hide_index=True,
         column_config={"day": st.column_config.DateColumn(f"day ({ctx.tz})")},
+        key="lift_table",
     )
 
 
 def calibration_panel(ctx: PageContext, table: pd.DataFrame, days: int) -> None:
     st.subheader("Calibration")
     if table.empty:
-        no_data("joined prediction (calibration)", "quality")
+        no_data(ctx, "joined prediction (calibration)", "quality")
         return
     st.caption(f"Joined predictions of the last {days} days, 10 probability bins; dashed: perfect calibration.")
     st.altair_chart(reliability(table), width="stretch")
+
+
+CALENDAR_FEATURE = re.compile(r"hour|weekday|day_of_week|dow|weekend|minute_of_day|month|holiday")
 
 
 def drift_panel(ctx: PageContext) -> None:
     st.subheader("Drift per feature (PSI, KS)")
     drift = q.drift_latest(ctx.src, ctx.epoch)
     if drift.empty:
-        no_data("drift evaluation", "drift_scores")
+        no_data(ctx, "drift evaluation", "drift_scores")
         return
+    watched = set(ctx.settings.monitor_drift_features)
     first = drift.iloc[0]
+    calendar = drift["feature"].str.contains(CALENDAR_FEATURE)
+    alarmed = drift["feature"].isin(watched)
     st.caption(
         f"Newest evaluation {ctx.fmt(first['evaluated_at'])}, live window {ctx.fmt(first['window_start'])} - "
-        f"{ctx.fmt(first['window_end'])}. Highlighted: drifting features "
+        f"{ctx.fmt(first['window_end'])}. The `feature_drift` alarm watches {len(watched)} features "
+        f"(`monitor_drift_features`): {', '.join(sorted(watched))}. Highlighted: drifting features "
         f"({int(drift['drifting'].sum())} of {len(drift)})."
     )
-    shown = drift.drop(columns=["evaluated_at", "window_start", "window_end"])
+    shown = drift.drop(columns=["evaluated_at", "window_start", "window_end"]).assign(
+        alarm=alarmed.map({True: "watched", False: "not watched"})
+    )
+    for column in ("psi", "ks_stat", "ks_pvalue", "missing_rate", "baseline_missing_rate"):
+        shown[column] = shown[column].astype(float).round(3)
 
     def highlight(row: pd.Series) -> list[str]:
-        colour = "background-color: #f8d7da" if bool(row["drifting"]) else ""
+        colour = "background-color: #f8d7da" if bool(row["drifting"]) and row["alarm"] == "watched" else ""
         return [colour] * len(row)
 
-    st.dataframe(shown.style.apply(highlight, axis=1), hide_index=True)
+    main = shown[~calendar]
+    st.dataframe(main.style.apply(highlight, axis=1), hide_index=True, height=min(38 + 35 * len(main), 600))
+    if calendar.any():
+        st.markdown("**Calendar features** (expected movement in a short window)")
+        st.caption(
+            "Hour and weekday of a one-hour window cover a sliver of the training weeks, so their PSI is large by "
+            "construction; no alarm watches them."
+        )
+        st.dataframe(shown[calendar], hide_index=True)
 
 
 def promotions_panel(ctx: PageContext) -> None:
     st.subheader("Promotion history")
     history = q.promotions(ctx.src, ctx.epoch)
     if history.empty:
-        no_data("promotion", "promotions")
+        no_data(ctx, "promotion", "promotions")
         return
     st.dataframe(history.assign(at=text_time(history["at"], ctx.tz)), hide_index=True)
 
 
 def main() -> None:
     ctx = page_context()
-    sidebar(ctx)
+    page_start(ctx, "Model health")
     days = history_days(ctx)
-    st.title("Model health")
     st.subheader("Versions and thresholds")
     registry_slot = st.container()  # filled last: the lake panels do not wait for MLflow
     served_panel(ctx)
-    rolling, lift, calibration = q.quality_panels(ctx.src, ctx.epoch, days, ctx.tz)
+    rolling, lift, calibration = q.quality_panels(ctx.src, ctx.epoch, days, ctx.tz, ctx.settings.shortage_threshold)
     quality_panel(ctx, rolling, days)
     left, right = st.columns(2)
     with left:

@@ -10,11 +10,21 @@ from bikeshare.dashboard.charts import text_time, time_lines
 from bikeshare.dashboard.context import (
     PageContext,
     history_days,
+    job_intervals,
     no_data,
     operator_name,
     page_context,
     page_done,
-    sidebar,
+    page_start,
+)
+from bikeshare.dashboard.status import (
+    JOB_AMBER_INTERVALS,
+    JOB_RED_INTERVALS,
+    LEVEL_BACKGROUNDS,
+    Clock,
+    Level,
+    humanise,
+    job_staleness,
 )
 
 
@@ -22,7 +32,7 @@ def endpoint_panel(ctx: PageContext, days: int) -> None:
     st.subheader("Endpoint latency and errors")
     metrics = q.endpoint_metrics(ctx.src, ctx.epoch, days)
     if metrics.empty:
-        no_data("endpoint metrics", "endpoint_metrics")
+        no_data(ctx, "endpoint metrics", "endpoint_metrics")
         return
     routes = sorted(metrics["route"].dropna().unique())
     route = st.selectbox("Route", routes, index=routes.index("all") if "all" in routes else 0, key="route")
@@ -36,12 +46,15 @@ def endpoint_panel(ctx: PageContext, days: int) -> None:
     st.caption(f"Latest window ends {ctx.fmt(last['window_end'])}.")
     left, right = st.columns(2)
     latency = part.melt(id_vars=["window_end"], value_vars=["p50_ms", "p95_ms"], var_name="percentile")
+    latency["percentile"] = latency["percentile"].map({"p50_ms": "P50", "p95_ms": "P95"})
     left.altair_chart(
-        time_lines(latency, x="window_end", y="value", color="percentile", tz=ctx.tz, y_title="latency (ms)"),
+        time_lines(latency, x="window_end", y="value", color="percentile", tz=ctx.tz, y_title="latency (ms)",
+                   color_title=None),
         width="stretch",
-    )
+    )  # fmt: skip
     right.altair_chart(
-        time_lines(part, x="window_end", y="error_rate", tz=ctx.tz, y_title="error rate"), width="stretch"
+        time_lines(part, x="window_end", y="error_rate", tz=ctx.tz, y_title="error rate (%)", y_format=".2%"),
+        width="stretch",
     )
 
 
@@ -49,7 +62,7 @@ def batches_panel(ctx: PageContext, days: int) -> None:
     st.subheader("Inference batches")
     hourly, failures = q.batch_panels(ctx.src, ctx.epoch, days)
     if hourly.empty:
-        no_data("inference batch", "inference_batches")
+        no_data(ctx, "inference batch", "inference_batches")
         return
     ok, failed = int(hourly["ok"].sum()), int(hourly["failed"].sum())
     c = st.columns(3)
@@ -62,7 +75,15 @@ def batches_panel(ctx: PageContext, days: int) -> None:
     )
     left, right = st.columns(2)
     left.altair_chart(
-        time_lines(hourly, x="hour", y="success_rate", tz=ctx.tz, y_title="success rate per hour", y_domain=(0, 1)),
+        time_lines(
+            hourly,
+            x="hour",
+            y="success_rate",
+            tz=ctx.tz,
+            y_title="success rate per hour (%)",
+            y_domain=(0, 1),
+            y_format=".0%",
+        ),
         width="stretch",
     )
     right.altair_chart(
@@ -74,20 +95,42 @@ def batches_panel(ctx: PageContext, days: int) -> None:
         st.dataframe(failures.assign(feature_time=text_time(failures["feature_time"], ctx.tz)), hide_index=True)
 
 
-def jobs_panel(ctx: PageContext) -> None:
+def jobs_panel(ctx: PageContext, clock: Clock) -> None:
     hours = ctx.settings.dashboard_recent_hours
     st.subheader("Job runs")
     runs = q.job_runs(ctx.src, ctx.epoch, hours)
     if runs.empty:
-        no_data("job run", "job_runs")
+        no_data(ctx, "job run", "job_runs")
         return
-    st.caption(f"Runs started in the {hours} h before the newest run.")
+    since = "the replay time" if clock.replay else "now"
+    st.caption(
+        f"Runs started in the {hours} h before the newest run. State: the last run's age at {since} "
+        f"({ctx.fmt(clock.now)}) against the job's interval: amber past {JOB_AMBER_INTERVALS} intervals, "
+        f"red past {JOB_RED_INTERVALS}; a failed last run is at least amber."
+    )
     latest = runs.groupby("job", sort=True).head(1)
     counts = runs.groupby("job")["status"].value_counts().unstack(fill_value=0).reset_index()
+    stale = job_staleness(latest[["job", "status", "started_at"]], job_intervals(ctx.settings), clock.now)
     summary = latest[["job", "status", "started_at", "duration_s", "lag_s", "error"]].merge(counts, on="job")
+    summary = summary.merge(stale[["job", "age_s", "interval_s", "level"]], on="job")
+    summary = summary.assign(
+        state=summary["level"].map(lambda v: {"green": "on time", "amber": "late", "red": "stopped"}.get(str(v), "-")),
+        **{
+            "last run age": summary["age_s"].map(humanise),
+            "interval": summary["interval_s"].map(humanise),
+        },
+    ).drop(columns=["age_s", "interval_s"])
     summary = summary.rename(columns={"status": "last status", "started_at": "last start"})
     summary["last start"] = text_time(summary["last start"], ctx.tz)
-    st.dataframe(summary, hide_index=True)
+    front = ["job", "state", "last status", "last start", "last run age", "interval"]
+    summary = summary[front + [c for c in summary.columns if c not in front and c != "level"]]
+
+    def colour(row: pd.Series) -> list[str]:
+        level = stale.set_index("job")["level"].get(row["job"])
+        background = LEVEL_BACKGROUNDS.get(level, "") if level != Level.GREEN else ""
+        return [f"background-color: {background}" if background else ""] * len(row)
+
+    st.dataframe(summary.style.apply(colour, axis=1), hide_index=True, key="jobs_table")
     with st.expander("Recent runs"):
         recent = runs.head(200)
         for col in ("scheduled_at", "started_at", "finished_at"):
@@ -129,7 +172,7 @@ def alerts_panel(ctx: PageContext) -> None:
     if alerts.empty:
         resolved = q.resolved_alerts(ctx.src, ctx.epoch)
         if resolved.empty:
-            no_data("alert", "alert_events", extra="Nothing has fired so far.")
+            no_data(ctx, "alert", "alert_events", extra="Nothing has fired so far.")
         else:
             st.success(f"No alert firing or acknowledged ({len(resolved)} resolved recently).")
     else:
@@ -159,13 +202,12 @@ def alerts_panel(ctx: PageContext) -> None:
 
 def main() -> None:
     ctx = page_context()
-    sidebar(ctx)
+    clock = page_start(ctx, "System health")
     days = history_days(ctx)
-    st.title("System health")
     alerts_panel(ctx)
     endpoint_panel(ctx, days)
     batches_panel(ctx, days)
-    jobs_panel(ctx)
+    jobs_panel(ctx, clock)
     page_done(ctx)
 
 
