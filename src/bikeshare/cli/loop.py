@@ -195,11 +195,15 @@ def run_command(
 
     def show(run: JobRun) -> None:
         if not quiet:
+            job = f"{run.job}@{run.city}" if run.city else run.job
             typer.echo(
-                f"{run.started_at:%Y-%m-%d %H:%M:%S}Z {run.job:<8} {run.status:<7} {run.duration_s:6.2f}s "
-                f"lag {run.lag_s:5.0f}s {run.error or ''}".rstrip()
+                f"{run.started_at:%Y-%m-%d %H:%M:%S}Z {job:<8} {run.status:<7} "
+                f"{run.duration_s:6.2f}s lag {run.lag_s:5.0f}s {run.error or ''}".rstrip()
             )
 
+    if len(resources.fleet.cities) > 1:
+        typer.echo(f"fleet of {len(resources.fleet.cities)} from {resources.fleet.source}: "
+                   f"{', '.join(resources.fleet.keys)}, each on its own feed_url")  # fmt: skip
     typer.echo(
         f"running {', '.join(names or settings.run_jobs)} on the {clock.name} clock: feed {feed_url}, "
         f"endpoint {endpoints.endpoint_url}, lake {lake.root} (Ctrl-C stops)"
@@ -208,7 +212,7 @@ def run_command(
         with stop_on_signals() as stop:
             report = run_loop(
                 settings=settings, lake=lake, clock=clock, endpoints=endpoints, stop=stop, names=names,
-                until=stop_at, on_run=show,
+                until=stop_at, on_run=show, fleet=[city.settings for city in resources.cities()],
             )  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

@@ -26,7 +26,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -288,21 +288,39 @@ def run_loop(
     names: Sequence[str] | None = None,
     until: pd.Timestamp | None = None,
     on_run: Callable[[JobRun], None] | None = None,
+    fleet: Sequence[Settings] | None = None,
 ) -> RunnerReport:
-    """Run the standard jobs (``names``, default ``run_jobs``) on ``clock`` until ``stop`` or ``until``."""
+    """Run the standard jobs (``names``, default ``run_jobs``) on ``clock`` until ``stop`` or ``until``.
+
+    ``fleet``: the settings of every city (default: ``settings`` alone). With several, each city gets
+    its own jobs (``ingest@oslo``, ...) on its own feed (its ``feed_url``; ``endpoints.feed_url`` is
+    the feed of a fleet of one), each in its own thread, so a slow or failing city never holds up the
+    others; their runs go to each city's ``job_runs``.
+    """
+    cities = list(fleet) if fleet else [settings]
 
     def build(recorder: JobRunRecorder, resources: contextlib.ExitStack) -> list[Job]:
-        return standard_jobs(
-            names=settings.run_jobs if names is None else names,
-            settings=settings,
-            lake=lake,
-            clock=clock,
-            endpoints=endpoints,
-            recorder=recorder,
-            resources=resources,
-        )
+        jobs: list[Job] = []
+        for city in cities:
+            city_jobs = standard_jobs(
+                names=city.run_jobs if names is None else names,
+                settings=city,
+                lake=lake,
+                clock=clock,
+                endpoints=endpoints if len(cities) == 1 else _city_endpoints(city, endpoints),
+                recorder=recorder,
+                resources=resources,
+            )
+            jobs += city_jobs if len(cities) == 1 else [replace(job, city=city.city) for job in city_jobs]
+        return jobs
 
     return run_jobs(build, settings=settings, lake=lake, clock=clock, stop=stop, until=until, on_run=on_run)
+
+
+def _city_endpoints(city: Settings, shared: LoopEndpoints) -> LoopEndpoints:
+    if not city.feed_url:
+        raise ValueError(f"city {city.city!r} has no feed_url")
+    return LoopEndpoints(feed_url=city.feed_url, endpoint_url=shared.endpoint_url)
 
 
 def run_jobs(

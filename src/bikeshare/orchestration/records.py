@@ -49,12 +49,14 @@ class JobRun:
     status: str
     error: str | None
     details: str  # JSON
+    city: str | None = None  # the city partition it is written to (None: the recorder's city)
 
     @classmethod
     def of(
         cls,
         job: str,
         *,
+        city: str | None = None,
         scheduled_at: pd.Timestamp,
         started_at: pd.Timestamp,
         finished_at: pd.Timestamp,
@@ -72,6 +74,7 @@ class JobRun:
             status=outcome.status,
             error=outcome.error,
             details=json.dumps(dict(outcome.details), sort_keys=True, default=str),
+            city=city,
         )
 
 
@@ -105,17 +108,21 @@ class JobRunRecorder:
             self._last_flush = time.monotonic()
         if not rows:
             return 0
-        by_day: dict[str, list[JobRun]] = {}
+        by_part: dict[tuple[str, str], list[JobRun]] = {}
         for run in rows:
-            by_day.setdefault(partition_value(run.started_at, Grain.DAY), []).append(run)
+            key = (run.city or self.city, partition_value(run.started_at, Grain.DAY))
+            by_part.setdefault(key, []).append(run)
         written = 0
-        for day in sorted(by_day):
-            part = by_day[day]
+        for city, day in sorted(by_part):
+            part = by_part[(city, day)]
             name = f"{min(r.started_at for r in part):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
+            frame = pd.DataFrame([asdict(r) for r in part]).drop(columns="city")  # the partition carries it
             try:
-                self.lake.write(JOB_RUNS, pd.DataFrame([asdict(r) for r in part]), city=self.city, dt=day, name=name)
+                self.lake.write(JOB_RUNS, frame, city=city, dt=day, name=name)
             except Exception:
-                log.exception("writing %d job_runs rows of %s failed; they are kept for the next flush", len(part), day)
+                log.exception(
+                    "writing %d job_runs rows of %s/%s failed; they are kept for the next flush", len(part), city, day
+                )
                 with self._lock:
                     self._rows = [*part, *self._rows]
                 continue

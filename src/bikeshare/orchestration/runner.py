@@ -42,6 +42,13 @@ class Job:
     name: str
     every: Every
     run: JobFn
+    city: str | None = None
+    """The fleet city the job works for (None: the runner's only city)."""
+
+    @property
+    def label(self) -> str:
+        """The job's name in reports and logs: ``infer@oslo`` in a fleet, ``infer`` alone."""
+        return f"{self.name}@{self.city}" if self.city else self.name
 
     def announcing(self, say: Callable[[str], None]) -> Job:
         """The same job, also passing each run's message to ``say`` (a command printing its runs)."""
@@ -106,7 +113,7 @@ class Runner:
         stop_timeout_s: float = 60.0,
         on_run: Callable[[JobRun], None] | None = None,
     ) -> None:
-        names = [job.name for job in jobs]
+        names = [job.label for job in jobs]
         if len(set(names)) != len(names):
             raise ValueError(f"job names repeat: {names}")
         self.jobs = tuple(jobs)
@@ -128,8 +135,8 @@ class Runner:
         self.report.started_at = self.clock.now()
         self._wall = time.monotonic()
         for job in self.jobs:
-            thread = threading.Thread(target=self._loop, args=(job,), name=f"job-{job.name}", daemon=True)
-            self._threads[job.name] = thread
+            thread = threading.Thread(target=self._loop, args=(job,), name=f"job-{job.label}", daemon=True)
+            self._threads[job.label] = thread
             thread.start()
 
     def run(self) -> RunnerReport:
@@ -165,7 +172,7 @@ class Runner:
         try:
             due = first_due(self.clock.now(), job.every)
         except Exception:
-            log.exception("job %s cannot read the clock; it does not run", job.name)
+            log.exception("job %s cannot read the clock; it does not run", job.label)
             return
         while not self._stopping():
             if self.until is not None and due >= self.until:
@@ -175,7 +182,7 @@ class Runner:
                     return  # once stopped, no new run starts (not even in the moment before the shutdown)
                 started = self.clock.now()
             except Exception:
-                log.exception("job %s cannot read the clock; retrying", job.name)
+                log.exception("job %s cannot read the clock; retrying", job.label)
                 self._halt.wait(1.0)
                 continue
             run = self._run_once(job, scheduled=due, started=started)
@@ -186,14 +193,14 @@ class Runner:
             due, skipped = next_due(due, finished, job.every)
             if skipped:
                 with self._lock:
-                    self.report.skipped_boundaries[job.name] += skipped
+                    self.report.skipped_boundaries[job.label] += skipped
 
     def _run_once(self, job: Job, *, scheduled: pd.Timestamp, started: pd.Timestamp) -> JobRun:
         t0 = time.monotonic()
         try:
             outcome = job.run(started, self._halt) or JobOutcome()
         except Exception as exc:  # one failing job never stops the others
-            log.exception("job %s at %s failed", job.name, started)
+            log.exception("job %s at %s failed", job.label, started)
             text = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else ""
             outcome = JobOutcome(status=RunStatus.FAILED, error=f"{type(exc).__name__}: {text}".rstrip(": "))
         duration = time.monotonic() - t0
@@ -203,6 +210,7 @@ class Runner:
             finished = started + pd.Timedelta(seconds=duration)
         run = JobRun.of(
             job.name,
+            city=job.city,
             scheduled_at=scheduled,
             started_at=started,
             finished_at=max(finished, started),
@@ -210,11 +218,11 @@ class Runner:
             outcome=outcome,
         )
         with self._lock:
-            self.report.runs[(job.name, run.status)] += 1
+            self.report.runs[(job.label, run.status)] += 1
         self.recorder.add(run)
         if self.on_run is not None:
             try:
                 self.on_run(run)
             except Exception:
-                log.exception("the on_run callback failed for %s", job.name)
+                log.exception("the on_run callback failed for %s", job.label)
         return run
