@@ -75,7 +75,7 @@ def test_a_dead_feed_fails_its_own_jobs_while_the_other_city_keeps_flowing(
 
     live = lake.read(JOB_RUNS, city="sf").to_pandas()
     dead = lake.read(JOB_RUNS, city="dead").to_pandas()
-    # sf polled on its schedule (every poll_interval_s of replayed time) although the other feed hung 4 s (2 timeouts) a run
+    # sf polled on its schedule (every poll_interval_s replayed) while the other feed hung 4 s (2 timeouts) a run
     expected = SPAN.total_seconds() / settings.poll_interval_s
     assert report.count("ingest@sf", "ok") == len(live) >= 0.75 * expected, report.summary()
     assert live["status"].eq("ok").all() and live["lag_s"].max() < 2 * settings.poll_interval_s
