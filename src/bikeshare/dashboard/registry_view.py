@@ -14,10 +14,15 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from bikeshare.resources import Resources
 from bikeshare.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 TARGETS: tuple[str, ...] = ("bikes", "docks")
 ALIASES: tuple[str, ...] = ("production", "staging")
@@ -31,11 +36,10 @@ RUN_METRICS: dict[str, str] = {
 COLUMNS = ["target", "alias", "model_name", "version", "threshold", *RUN_METRICS.values(), "run_id"]
 
 
-def registry_snapshot(settings: Settings) -> pd.DataFrame:
+def registry_snapshot(client: MlflowClient, settings: Settings) -> pd.DataFrame:
     """One row per target and alias: the version holding it (None when nobody does), threshold, metrics."""
-    from bikeshare.registry.client import alias_holder, model_name, open_client
+    from bikeshare.registry.client import alias_holder, model_name
 
-    client = open_client(settings)
     rows = []
     for target in TARGETS:
         name = model_name(settings.city, target)
@@ -118,7 +122,8 @@ class RegistryLoader:
 def main() -> None:
     """Child process: print the registry snapshot as one JSON line (``rows`` or ``error``)."""
     try:
-        frame = registry_snapshot(load_settings())
+        resources = Resources.build(load_settings())
+        frame = registry_snapshot(resources.registry(), resources.settings)
     except Exception as exc:  # the parent shows it on the page
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
         sys.exit(3)
