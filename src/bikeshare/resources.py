@@ -72,15 +72,6 @@ class Resources:
                 self._registry = open_client(self.settings)
             return self._registry
 
-    def feed_client(
-        self, *, discovery_url: str | None = None, utc_now: Callable[[], pd.Timestamp] | None = None
-    ) -> GbfsClient:
-        """A GBFS client of ``discovery_url`` (default: the feed_url setting) with the ingest retry policy."""
-        from bikeshare.gbfs.client import GbfsClient
-
-        kwargs: dict[str, Any] = {} if utc_now is None else {"utc_now": utc_now}
-        return GbfsClient.from_settings(self.settings, discovery_url=discovery_url, **kwargs)
-
     def endpoint_client(self, *, url: str | None = None) -> EndpointClient:
         """A client of the scoring endpoint (default: endpoint_url, else serve_host:serve_port)."""
         from bikeshare.inference.endpoint_client import EndpointClient
@@ -128,6 +119,15 @@ class CityContext:
 
     def registry(self) -> MlflowClient:
         return self.resources.registry()
+
+    def feed_client(
+        self, *, discovery_url: str | None = None, utc_now: Callable[[], pd.Timestamp] | None = None
+    ) -> GbfsClient:
+        """A GBFS client of ``discovery_url`` (default: the city's feed_url) with its ingest retry policy."""
+        from bikeshare.gbfs.client import GbfsClient
+
+        kwargs: dict[str, Any] = {} if utc_now is None else {"utc_now": utc_now}
+        return GbfsClient.from_settings(self.settings, discovery_url=discovery_url, **kwargs)
 
     def model_name(self, target: str) -> str:
         """Registered name of this city's model for ``target``: ``bikeshare-<city>-<target>``."""

@@ -144,3 +144,21 @@ def test_the_cli_takes_a_fleet_file_and_a_city(base: Settings, tmp_path: Path) -
     ):
         refused = runner.invoke(app, argv, env=env)
         assert refused.exit_code == 2 and message in refused.output, refused.output
+
+
+def test_a_one_city_command_runs_for_every_city_and_one_failure_stops_none(base: Settings, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bikeshare.cli import app
+
+    fleet = write(tmp_path, TWO_CITIES)
+    env = {"BIKESHARE_LAKE_URI": base.lake_uri, "BIKESHARE_STATE_DIR": str(base.state_dir)}
+    result = CliRunner().invoke(app, ["--fleet", str(fleet), "features", "build"], env=env)
+    assert result.exit_code == 2, result.output
+    out = " ".join(result.output.split())
+    assert out.index("== sf ==") < out.index("no station_status for city 'sf'") < out.index("== oslo ==")
+    assert "no station_status for city 'oslo'" in out  # sf's failure did not stop oslo
+    one = CliRunner().invoke(app, ["--fleet", str(fleet), "--city", "oslo", "features", "build"], env=env)
+    assert one.exit_code == 2 and "== " not in one.output and "city 'oslo'" in one.output
+    loop = CliRunner().invoke(app, ["--fleet", str(fleet), "actuals"], env=env)
+    assert loop.exit_code == 2 and "bikeshare run --jobs" in " ".join(loop.output.split()), loop.output

@@ -6,11 +6,13 @@ so that ``bikeshare --help`` stays fast.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.exceptions import TyperException
 
 from bikeshare.fleet import FLEET_ENV_VAR
 from bikeshare.settings import Settings, load_settings
@@ -37,6 +39,7 @@ class CliState:
     fleet_file: Path | None = None
     city: str | None = None
     resources: Resources | None = None
+    fanning_out: bool = False  # an each_city command is running once per city of the fleet
 
 
 @app.callback()
@@ -113,16 +116,57 @@ def city_of(ctx: typer.Context, **resources: Any) -> CityContext:
         raise typer.BadParameter(str(exc), param_hint="--city") from None
 
 
-def run_one_job(resources: Resources, build: Callable[[JobRunRecorder], Job]) -> RunnerReport:
-    """The loop of a job command without ``--once``: the runner with one job (first run at once, each
-    run's summary printed) on the resources' clock, until SIGINT/SIGTERM."""
+def each_city(command: Callable[..., None]) -> Callable[..., None]:
+    """A one-city command that, in a fleet and without ``--city``, runs once per city: each run's
+    ``city_of`` is that city, one city's failure is printed and the others still run, and the exit
+    status is the worst of them. With ``--city`` or a fleet of one it is the plain command."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        ctx = kwargs.get("ctx") or next(a for a in args if isinstance(a, typer.Context))  # every command takes ctx
+        state = _state(ctx)
+        fleet = fleet_of(state, state.settings)
+        if state.city is not None or fleet is None or len(fleet.cities) == 1:
+            command(*args, **kwargs)
+            return
+        worst = 0
+        for key in fleet.keys:
+            typer.echo(f"== {key} ==")
+            state.city, state.fanning_out = key, True
+            try:
+                command(*args, **kwargs)
+            except typer.Exit as exc:
+                worst = max(worst, exc.exit_code)
+            except TyperException as exc:  # a usage error (BadParameter, ...) of this city
+                exc.show()
+                worst = max(worst, getattr(exc, "exit_code", 2))
+            except Exception as exc:  # one city's failure never stops the others
+                typer.echo(f"error: city {key}: {type(exc).__name__}: {exc}", err=True)
+                worst = max(worst, 1)
+            finally:
+                state.city, state.fanning_out = None, False
+        if worst:
+            raise typer.Exit(worst)
+
+    return run
+
+
+def run_one_job(ctx: typer.Context, city: CityContext, build: Callable[[JobRunRecorder], Job]) -> RunnerReport:
+    """The loop of a job command without ``--once``: the runner with ``city``'s one job (first run at
+    once, each run's summary printed) on the resources' clock, until SIGINT/SIGTERM. In a fleet of
+    several, the loop is for one ``--city``; ``bikeshare run --jobs`` loops every city."""
     from bikeshare.orchestration.jobs import run_jobs
     from bikeshare.orchestration.signals import stop_on_signals
 
+    if _state(ctx).fanning_out:
+        raise typer.BadParameter(
+            "in a fleet the loop runs for one --city; `bikeshare run --jobs <job>` runs it for every city"
+        )
+    resources = city.resources
     with stop_on_signals() as stop:
         return run_jobs(
             lambda recorder, _stack: [build(recorder).starting_at_once().announcing(typer.echo)],
-            settings=resources.settings,
+            settings=city.settings,
             lake=resources.lake,
             clock=resources.clock,
             stop=stop,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bikeshare.cli.app import app, resources_of, run_one_job, settings_of
+from bikeshare.cli.app import app, city_of, each_city, resources_of, run_one_job, settings_of
 
 
 @app.command()
@@ -35,6 +35,7 @@ def sql(
 
 
 @app.command()
+@each_city
 def ingest(
     ctx: typer.Context,
     feed: Annotated[str | None, typer.Option("--feed", help="gbfs.json URL; default: the feed_url setting.")] = None,
@@ -51,15 +52,14 @@ def ingest(
     from bikeshare.orchestration.jobs import RunClock, ingest_job, schedules
     from bikeshare.orchestration.runner import Job
 
-    settings = settings_of(ctx)
-    url = feed or settings.feed_url or ""
-    resources = resources_of(ctx, replay_url=url.rsplit("/", 1)[0] if replay_clock else None)
-    run_clock = RunClock(resources.clock)
+    url = feed or settings_of(ctx).feed_url or ""
+    city = city_of(ctx, replay_url=url.rsplit("/", 1)[0] if replay_clock else None)
+    settings, lake = city.settings, city.lake.lake
+    run_clock = RunClock(city.resources.clock)
     try:
-        client = resources.feed_client(discovery_url=feed, utc_now=run_clock.now)
+        client = city.feed_client(discovery_url=feed, utc_now=run_clock.now)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--feed") from exc
-    lake = resources.lake
     with client:
         if once:
             outcome = ingest_once(client=client, lake=lake, settings=settings, clock=run_clock.now)
@@ -71,7 +71,7 @@ def ingest(
             f"polling {client.discovery_url} every {settings.poll_interval_s:g}s into {lake.root} (Ctrl-C stops)"
         )
         run = ingest_job(settings=settings, lake=lake, client=client, run_clock=run_clock)
-        report = run_one_job(resources, lambda _recorder: Job("ingest", schedules(settings)["ingest"], run))
+        report = run_one_job(ctx, city, lambda _recorder: Job("ingest", schedules(settings)["ingest"], run))
     typer.echo(f"stopped after {report.count('ingest')} batches")
 
 

@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bikeshare.cli.app import app, parse_time, registry_failure, resources_of, run_one_job, settings_of
+from bikeshare.cli.app import (
+    app,
+    city_of,
+    each_city,
+    parse_time,
+    registry_failure,
+    resources_of,
+    run_one_job,
+    settings_of,
+)
 from bikeshare.cli.options import EndpointOpt, ReplayClockOpt
 from bikeshare.enums import Alias, Target
 
@@ -27,6 +36,7 @@ def _job_clock(replay_url: str | None, at: str | None, once: bool) -> JobClock:
 
 
 @app.command()
+@each_city
 def infer(
     ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="Score one batch and exit (status 1 when it failed).")] = False,
@@ -50,14 +60,14 @@ def infer(
         settings = settings.with_values(endpoint_url=endpoint)
     shadows = settings.infer_shadow_aliases if shadow is None else [a.value for a in shadow]
     clock = _job_clock(replay_clock, at, once)
-    resources = resources_of(ctx, settings=settings, clock=clock)
+    city = city_of(ctx, settings=settings, clock=clock)
+    settings, lake = city.settings, city.lake.lake
     try:
         aliases = check_aliases([settings.serve_alias, *shadows])
-        client = resources.endpoint_client()
+        client = city.resources.endpoint_client()
         routes = alias_clients(settings, aliases)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    lake = resources.lake
     with client, contextlib.ExitStack() as stack:
         for route in routes.values():
             stack.enter_context(route)
@@ -74,11 +84,12 @@ def infer(
             f"into {lake.root} (Ctrl-C stops)"
         )
         run = infer_job(settings=settings, lake=lake, client=client, aliases=aliases, routes=routes)
-        report = run_one_job(resources, lambda _recorder: Job("infer", schedules(settings)["infer"], run))
+        report = run_one_job(ctx, city, lambda _recorder: Job("infer", schedules(settings)["infer"], run))
     typer.echo(f"stopped after {report.count('infer')} batches")
 
 
 @app.command()
+@each_city
 def actuals(
     ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="Join once and exit.")] = False,
@@ -91,18 +102,19 @@ def actuals(
     from bikeshare.orchestration.runner import Job
 
     clock = _job_clock(replay_clock, at, once)
-    resources = resources_of(ctx, clock=clock)
-    settings, lake = resources.settings, resources.lake
+    city = city_of(ctx, clock=clock)
+    settings, lake = city.settings, city.lake.lake
     if once:
         typer.echo(run_actuals(lake=lake, settings=settings, now=clock.now()).summary())
         return
     typer.echo(f"joining actuals every {settings.actuals_interval_min} min in {lake.root} (Ctrl-C stops)")
     run = actuals_job(settings=settings, lake=lake)
-    report = run_one_job(resources, lambda _recorder: Job("actuals", schedules(settings)["actuals"], run))
+    report = run_one_job(ctx, city, lambda _recorder: Job("actuals", schedules(settings)["actuals"], run))
     typer.echo(f"stopped after {report.count('actuals')} runs")
 
 
 @app.command("pipeline")
+@each_city
 def pipeline_command(
     ctx: typer.Context,
     target: Annotated[
@@ -119,12 +131,12 @@ def pipeline_command(
 
     targets = [t.value for t in (target or list(Target))]
     end_ts = parse_time(end)
-    resources = resources_of(ctx)
+    city = city_of(ctx)
     try:
         report = run_pipeline(
-            lake=resources.lake,
-            client=resources.registry(),
-            settings=resources.settings,
+            lake=city.lake.lake,
+            client=city.registry(),
+            settings=city.settings,
             targets=targets,
             end=end_ts,  # type: ignore[arg-type]
             progress=typer.echo,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bikeshare.cli.app import app, city_of, parse_time, registry_failure, window_options
+from bikeshare.cli.app import app, city_of, each_city, parse_time, registry_failure, window_options
 from bikeshare.cli.options import ArtifactsOpt, EndOpt, NoteOpt, StartOpt, TargetOpt, TestStartOpt, ToAliasOpt
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ def _stored_features(ctx: typer.Context, start: str | None, end: str | None) -> 
 
 
 @features_app.command("build")
+@each_city
 def features_build(
     ctx: typer.Context,
     start: Annotated[str | None, typer.Option(help="First day (UTC ISO); default: the lake's first status.")] = None,
@@ -74,6 +75,7 @@ def features_report(
 
 
 @app.command()
+@each_city
 def train(
     ctx: typer.Context,
     target: TargetOpt,
@@ -138,6 +140,7 @@ app.add_typer(forecast_app, name="forecast")
 
 
 @forecast_app.command("train")
+@each_city
 def forecast_train(
     ctx: typer.Context,
     start: StartOpt = None,
@@ -176,6 +179,7 @@ def forecast_train(
 
 
 @forecast_app.command("promote")
+@each_city
 def forecast_promote(
     ctx: typer.Context,
     to: ToAliasOpt,

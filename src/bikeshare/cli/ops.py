@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bikeshare.cli.app import app, city_of, parse_time, resources_of, run_one_job, settings_of
+from bikeshare.cli.app import app, city_of, each_city, parse_time, run_one_job, settings_of
 from bikeshare.cli.options import ReplayClockOpt
 
 if TYPE_CHECKING:
@@ -89,6 +89,7 @@ def alerts_rules(ctx: typer.Context) -> None:
 
 
 @app.command()
+@each_city
 def monitor(
     ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="Run one evaluation and exit.")] = False,
@@ -115,9 +116,9 @@ def monitor(
         rules = load_rules(settings.alert_rules_path)
     except (ValueError, RulesFileError) as exc:
         raise typer.BadParameter(str(exc)) from exc
+    city = city_of(ctx, settings=settings, clock=clock)
+    settings, lake = city.settings, city.lake.lake
     source = None if no_endpoint else endpoint_source(settings)
-    resources = resources_of(ctx, settings=settings, clock=clock)
-    lake = resources.lake
     if once:
         result = run_monitor(lake=lake, settings=settings, now=clock.now(), endpoint_metrics_source=source, rules=rules)
         typer.echo(result.summary())
@@ -132,7 +133,7 @@ def monitor(
         run = monitor_job(settings=settings, lake=lake, source=source, rules=rules, recorder=recorder)
         return Job("monitor", schedules(settings)["monitor"], run)
 
-    report = run_one_job(resources, job)
+    report = run_one_job(ctx, city, job)
     typer.echo(f"stopped after {report.count('monitor')} runs")
 
 

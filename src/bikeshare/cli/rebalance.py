@@ -6,13 +6,14 @@ from typing import Annotated
 
 import typer
 
-from bikeshare.cli.app import app, city_of, parse_time
+from bikeshare.cli.app import app, city_of, each_city, parse_time
 
 rebalance_app = typer.Typer(no_args_is_help=True, help="Rebalancing plans for the trucks (OR-Tools).")
 app.add_typer(rebalance_app, name="rebalance")
 
 
 @rebalance_app.command("plan")
+@each_city
 def rebalance_plan(
     ctx: typer.Context,
     trucks: Annotated[int | None, typer.Option(min=1, help="Trucks (default: rebalance_trucks).")] = None,

@@ -7,12 +7,13 @@ from typing import Annotated
 
 import typer
 
-from bikeshare.cli.app import app, city_of, registry_failure, resources_of
+from bikeshare.cli.app import app, city_of, each_city, registry_failure, resources_of
 from bikeshare.cli.options import NoteOpt, TargetOpt, ToAliasOpt
 from bikeshare.enums import Alias, Target
 
 
 @app.command()
+@each_city
 def promote(
     ctx: typer.Context,
     target: TargetOpt,
@@ -64,6 +65,7 @@ def promote(
 
 
 @app.command()
+@each_city
 def rollback(
     ctx: typer.Context,
     target: TargetOpt,
