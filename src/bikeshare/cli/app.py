@@ -185,7 +185,7 @@ def parse_time(text: str | None, *, hint: str | None = None) -> pd.Timestamp | N
     """An ISO time option (UTC unless it has an offset), None when not given; a bad one is a usage error."""
     if text is None:
         return None
-    from bikeshare.weather.job import parse_utc
+    from bikeshare.utc import parse_utc
 
     try:
         return parse_utc(text)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bikeshare.cli.app import app, city_of, settings_of
+from bikeshare.cli.app import app, city_of, settings_of, window_options
 
 recording_app = typer.Typer(no_args_is_help=True, help="GBFS recordings in the project's compact format.")
 app.add_typer(recording_app, name="recording")
@@ -109,20 +109,19 @@ def weather_fetch(
     lon: Annotated[float | None, typer.Option(help="Centre longitude.")] = None,
 ) -> None:
     """Fetch hourly weather near the system's centre into the lake's `weather` table."""
-    from bikeshare.weather.job import fetch_and_store, parse_utc
+    from bikeshare.weather.job import fetch_and_store
     from bikeshare.weather.meteostat_source import MeteostatSource
 
-    settings = settings_of(ctx)
+    city = city_of(ctx)
+    settings = city.settings
     if not settings.weather_enabled:
         typer.echo("weather is disabled (weather_enabled=false); nothing fetched")
         return
+    start_ts, end_ts = window_options(start, end)
     try:
-        start_ts = parse_utc(start) if start else None
-        end_ts = parse_utc(end) if end else None
         source = MeteostatSource.from_settings(settings)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    city = city_of(ctx)
     try:
         report = fetch_and_store(
             lake=city.lake.lake, source=source, city=city.key, start=start_ts, end=end_ts, lat=lat, lon=lon

@@ -40,6 +40,7 @@ from bikeshare.gbfs.normalise import (
     normalise_system_information,
 )
 from bikeshare.lake.tables import STATION_INFORMATION, STATION_STATUS
+from bikeshare.utc import parse_utc, to_utc
 
 FORMAT = "bikeshare-recording"
 FORMAT_VERSION = 1
@@ -63,17 +64,12 @@ def default_recording_path() -> Path:
     return Path(__file__).resolve().parents[3] / "data" / "recordings" / SHIPPED_SLICE
 
 
-def to_utc(value: pd.Timestamp | str | None) -> pd.Timestamp | None:
-    """An ISO string or timestamp as UTC (naive means UTC); ``None`` stays ``None``."""
+def as_utc(value: pd.Timestamp | str | None) -> pd.Timestamp | None:
+    """A time given to a recording in UTC: text by the rule for typed input (``utc.parse_utc``), an
+    instant by ``utc.to_utc`` (naive refused); ``None`` stays ``None``."""
     if value is None:
         return None
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"not an ISO date/time: {value!r}") from exc
-    if ts is pd.NaT:
-        raise ValueError(f"not an ISO date/time: {value!r}")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return parse_utc(value) if isinstance(value, str) else to_utc(value)
 
 
 def _us(ts: pd.Timestamp) -> int:
@@ -182,7 +178,7 @@ class Recording:
     def status_at(self, ts: pd.Timestamp | str) -> pd.DataFrame:
         """Rows of the latest snapshot with ``last_updated <= ts``; KeyError before the first one."""
         table, times, offsets = self._load_status()
-        stamp = to_utc(ts)
+        stamp = as_utc(ts)
         assert stamp is not None
         i = int(np.searchsorted(times, _us(stamp), side="right")) - 1
         if i < 0:
@@ -203,7 +199,7 @@ class Recording:
         if chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
         table, times, offsets = self._load_status()
-        lo_ts, hi_ts = to_utc(start), to_utc(end)
+        lo_ts, hi_ts = as_utc(start), as_utc(end)
         lo = 0 if lo_ts is None else int(np.searchsorted(times, _us(lo_ts), side="left"))
         hi = len(times) if hi_ts is None else int(np.searchsorted(times, _us(hi_ts), side="left"))
         for first in range(lo, hi, chunk):
@@ -229,7 +225,7 @@ class Recording:
         """
         import pyarrow.compute as pc
 
-        lo, hi = to_utc(start), to_utc(end)
+        lo, hi = as_utc(start), as_utc(end)
         assert lo is not None and hi is not None
         if lo >= hi:
             raise ValueError(f"a cut needs start < end, got {lo.isoformat()}..{hi.isoformat()}")
@@ -283,7 +279,7 @@ class Recording:
 
     def information_at(self, ts: pd.Timestamp | str) -> pd.DataFrame:
         """The station_information version in force at ``ts``; KeyError before the first version."""
-        stamp = to_utc(ts)
+        stamp = as_utc(ts)
         assert stamp is not None
         current: pd.DataFrame | None = None
         for valid_from, rows in self.information_versions():
@@ -339,7 +335,7 @@ def import_jsonl_recording(
     for feed, path in files.items():
         if not path.is_file():
             raise RecordingError(f"{src} is not a JSON Lines recording: {path.name} ({feed}) is missing")
-    lo, hi = to_utc(start), to_utc(end)
+    lo, hi = as_utc(start), as_utc(end)
     if lo is not None and hi is not None and hi <= lo:
         raise ValueError(f"end {hi.isoformat()} must be after start {lo.isoformat()}")
     if dest.exists() and any(dest.iterdir()) and not overwrite:

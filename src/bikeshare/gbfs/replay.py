@@ -51,7 +51,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from bikeshare.gbfs.recording import Recording, to_utc
+from bikeshare.gbfs.recording import Recording, as_utc
 from bikeshare.gbfs.render import (
     check_version,
     feeds_of,
@@ -185,7 +185,7 @@ def _check_speed(speed: float) -> None:
 
 
 def _utc(ts: pd.Timestamp | str) -> pd.Timestamp:
-    stamp = to_utc(ts)
+    stamp = as_utc(ts)
     if stamp is None:
         raise ValueError("a time is required")
     return stamp.as_unit("us")

@@ -27,17 +27,6 @@ class WeatherFetchReport:
     files: list[str] = field(default_factory=list)
 
 
-def parse_utc(text: str) -> pd.Timestamp:
-    """An ISO date or date-time; without an offset it is taken as UTC."""
-    try:
-        stamp = pd.Timestamp(text)
-    except ValueError as exc:
-        raise ValueError(f"{text!r} is not an ISO date or date-time") from exc
-    if pd.isna(stamp):
-        raise ValueError(f"{text!r} is not an ISO date or date-time")
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
 def default_window(lake: Lake, *, city: str, now: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp]:
     """The hours the lake's station_status covers for the city, else the last day up to ``now``."""
     con = lake.connect()
