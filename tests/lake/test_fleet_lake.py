@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 from typer.testing import CliRunner
 
 from bikeshare.gbfs.recording import Recording, default_recording_path
@@ -51,3 +52,24 @@ def test_a_v1_city_with_ebikes_and_a_v22_city_without_them_share_the_views(tmp_p
     printed = " ".join(out.output.split())
     for key in ("sf", "oslo"):
         assert f"{key} {by_city.loc[key, 'n']}" in printed, printed
+
+
+def test_a_city_without_system_information_takes_its_time_zone_from_its_settings(tmp_path: Path) -> None:
+    import pytest
+
+    from bikeshare.features.build import build_features
+    from bikeshare.lake.tables import SYSTEM_INFORMATION
+
+    oslo = Settings(city="oslo", lake_uri=str(tmp_path / "lake"), state_dir=tmp_path / "state", weather_enabled=False)
+    lake = Lake.open(oslo.lake_uri)
+    cut = Recording.open(OSLO_SLICE).cut(tmp_path / "oslo", start="2023-06-09T10:00Z", end="2023-06-09T14:00Z")
+    backfill(recording=cut, lake=lake, settings=oslo, workers=1)
+    for dt in lake.partitions(SYSTEM_INFORMATION, city="oslo"):  # as a live 2.2 feed without the file would be
+        lake.delete_partition(SYSTEM_INFORMATION, city="oslo", dt=dt)
+    window = {"start": pd.Timestamp("2023-06-09T13:00Z"), "end": pd.Timestamp("2023-06-09T13:05Z")}
+    with pytest.raises(ValueError, match=r"no time zone for city .oslo.*set timezone"):
+        build_features(lake=lake, settings=oslo, **window)
+    rows = build_features(lake=lake, settings=oslo.with_values(timezone="Europe/Oslo"), **window)
+    assert len(rows) > 200 and rows["slot"].min() == window["start"]
+    local_hour = window["start"].tz_convert("Europe/Oslo").hour  # 15:00 in Oslo (CEST), not 13:00
+    assert set(rows.loc[rows["slot"] == window["start"], "hour_local"]) == {local_hour}

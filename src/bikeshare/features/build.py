@@ -132,7 +132,12 @@ def compute_features(
     ]
     con = scoped_connection(lake=lake, status_windows=windows, scan_lo=scan_lo, scan_hi=scan_hi, settings=settings)
     try:
-        timezone = system_timezone(con, city)
+        timezone = system_timezone(con, city) or settings.timezone
+        if timezone is None:
+            raise ValueError(
+                f"no time zone for city {city!r}: the lake has no system_information for it and the timezone "
+                "setting is unset (set timezone, e.g. in the fleet file, or ingest system_information)"
+            )
         country = settings.holiday_country or country_of_timezone(timezone)
         years = range(scan_lo.year - 1, scan_hi.year + 2)
         days = holiday_dates(country, years)
@@ -164,14 +169,12 @@ def compute_features(
     return con
 
 
-def system_timezone(con: duckdb.DuckDBPyConnection, city: str) -> str:
-    """The IANA time zone of the city's system (latest system_information version)."""
+def system_timezone(con: duckdb.DuckDBPyConnection, city: str) -> str | None:
+    """The IANA time zone of the city's system (latest system_information version); None when unknown."""
     rows = con.execute(
         f"SELECT timezone FROM system_information WHERE city = {quote(city)} AND timezone IS NOT NULL"
     ).fetchall()
-    if not rows:
-        raise ValueError(f"no system_information for city {city!r} in the lake: ingest or backfill it first")
-    return str(rows[0][0])
+    return str(rows[0][0]) if rows else None
 
 
 def scoped_connection(

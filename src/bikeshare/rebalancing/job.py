@@ -67,7 +67,7 @@ def plan_at(
     if not overwrite and plan_exists(lake, city=city, as_of=when):
         return PlanRun(when, None, None, 0, skipped=f"a plan for {when:%Y-%m-%dT%H:%M}Z is already stored")
     params = params or PlanParams.from_settings(settings, truck_capacity=truck_capacity)
-    timezone = system_timezone(lake, city=city)
+    timezone = system_timezone(lake, city=city) or settings.timezone
     fleet = Fleet.from_settings(settings, timezone=timezone or "UTC", trucks=trucks, capacity=truck_capacity)
     stations = load_stations(
         lake, city=city, as_of=when, max_age_min=settings.max_snapshot_age_min, region_ids=settings.rebalance_region_ids
