@@ -37,7 +37,7 @@ def parse_utc(text: str, *, what: str = "time") -> pd.Timestamp:
     try:
         ts = pd.Timestamp(text)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{what}: not a time (an ISO date or date-time): {text!r} ({exc})") from exc
+        raise ValueError(f"{what}: not a time: {text!r} is not an ISO date or date-time ({exc})") from exc
     if ts is pd.NaT:
-        raise ValueError(f"{what}: not a time (an ISO date or date-time): {text!r}")
+        raise ValueError(f"{what}: not a time: {text!r} is not an ISO date or date-time")
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")

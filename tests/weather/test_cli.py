@@ -111,7 +111,7 @@ def test_fetch_disabled_does_nothing(env: dict[str, str]) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--start", "yesterday-ish"], "an ISO date or date-time"),
+        (["--start", "yesterday-ish"], "not an ISO date"),
         (["--start", "2023-03-02", "--end", "2023-03-01", "--lat", "37.6", "--lon", "-122.4"], "not before"),
         (["--lat", "37.6"], "both latitude and longitude"),
     ],
