@@ -13,9 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
-from bikeshare.gbfs.recording import import_jsonl_recording
+from bikeshare.gbfs.recording import Recording, import_jsonl_recording
 from bikeshare.ingest.backfill import backfill
 from bikeshare.ingest.sink import IngestSink
 from bikeshare.lake.compaction import MINUTE_TABLES, compact
@@ -185,7 +187,10 @@ compact(Lake.open(root, s3_endpoint_url=endpoint), city="sf", before="2023-03-03
 def _kill_compaction(root: str, endpoint: str | None, kill_at: str, nth: int) -> int:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD, root, endpoint or "", kill_at, str(nth)], env=env, capture_output=True, timeout=120
+        [sys.executable, "-c", _CHILD, root, endpoint or "", kill_at, str(nth)],
+        env=env,
+        capture_output=True,
+        timeout=120,
     )
     return done.returncode
 
@@ -211,9 +216,7 @@ def _check_crash(
 
 
 @pytest.mark.parametrize(("kill_at", "nth"), KILL_POINTS)
-def test_kill_9_at_any_step_leaves_every_row_once_and_a_rerun_completes(
-    tmp_path: Path, kill_at: str, nth: int
-) -> None:
+def test_kill_9_at_any_step_leaves_every_row_once_and_a_rerun_completes(tmp_path: Path, kill_at: str, nth: int) -> None:
     root = str(tmp_path / "lake")
     _check_crash(Lake.open(root), root, None, kill_at, nth)
 
@@ -227,7 +230,7 @@ def test_s3_compaction_survives_kill_9(s3_endpoint: str) -> None:
 
 
 # ---- a re-sent snapshot of a compacted day ------------------------------------------------------
-def _recording(tmp_path: Path, times: list[int]):  # noqa: ANN202
+def _recording(tmp_path: Path, times: list[int]) -> Recording:
     src = tmp_path / "src"
     src.mkdir()
 
@@ -245,19 +248,17 @@ def _recording(tmp_path: Path, times: list[int]):  # noqa: ANN202
             "last_reported": t - 30,
         }
 
+    information = [
+        {"station_id": f"s{i}", "name": f"S{i}", "capacity": 10, "lat": 37.7, "lon": -122.4} for i in range(5)
+    ]
+    system = {"system_id": "x", "name": "X", "timezone": "UTC", "language": "en"}
     docs = {
-        "station_status": [{"last_updated": t, "ttl": 60, "data": {"stations": [station(i, t) for i in range(5)]}} for t in times],
-        "station_information": [
-            {
-                "last_updated": times[0] - 100,
-                "ttl": 60,
-                "data": {"stations": [{"station_id": f"s{i}", "name": f"S{i}", "capacity": 10, "lat": 37.7, "lon": -122.4} for i in range(5)]},
-            }
+        "station_status": [
+            {"last_updated": t, "ttl": 60, "data": {"stations": [station(i, t) for i in range(5)]}} for t in times
         ],
-        "system_information": [
-            {"last_updated": times[0] - 100, "ttl": 60, "data": {"system_id": "x", "name": "X", "timezone": "UTC", "language": "en"}}
-        ],
-    }  # fmt: skip
+        "station_information": [{"last_updated": times[0] - 100, "ttl": 60, "data": {"stations": information}}],
+        "system_information": [{"last_updated": times[0] - 100, "ttl": 60, "data": system}],
+    }
     for feed, bodies in docs.items():
         with gzip.open(src / f"{feed}.jsonl.gz", "wt") as handle:
             for body in bodies:

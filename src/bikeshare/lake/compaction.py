@@ -83,7 +83,9 @@ class CompactionReport:
         done = [t for t in self.tables if t.days or t.files_removed]
         if not done:
             return f"compaction {self.city} before {self.before}: nothing to do"
-        parts = [f"{t.table} {len(t.days)} day(s), {t.files_folded} files folded, {t.files_removed} removed" for t in done]
+        parts = [
+            f"{t.table} {len(t.days)} day(s), {t.files_folded} files folded, {t.files_removed} removed" for t in done
+        ]
         return f"compaction {self.city} before {self.before}: " + "; ".join(parts)
 
 

@@ -165,6 +165,18 @@ class Lake:
             out |= self.compacted_entries(spec, city=city, day=day)
         return out
 
+    def drop_day(self, spec: TableSpec, *, city: str, day: str) -> None:
+        """Remove every partition of one UTC day (retention): its minute folders, then its compacted file."""
+        if spec.grain is not Grain.MINUTE:
+            self.delete_partition(spec, city=city, dt=day)
+            return
+        for dt in self._listing(spec, city=city)[0]:
+            if dt[:10] == day:
+                self.delete_partition(spec, city=city, dt=dt)
+        folder = self.compacted_path(spec, city=city, day=day).rsplit("/", 1)[0]
+        if self.fs.exists(folder):
+            self.fs.rm(folder, recursive=True)
+
     # ---- compacted days (bikeshare.lake.compaction) ------------------------------------------
     def compacted_days(self, spec: TableSpec, *, city: str) -> list[str]:
         """Sorted days of a city whose compacted file is committed."""
@@ -538,6 +550,9 @@ class CityLake:
 
     def compacted_days(self, spec: TableSpec) -> list[str]:
         return self.lake.compacted_days(spec, city=self.city)
+
+    def drop_day(self, spec: TableSpec, *, day: str) -> None:
+        self.lake.drop_day(spec, city=self.city, day=day)
 
 
 def view_closure(views: Iterable[str]) -> set[str]:
