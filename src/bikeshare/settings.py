@@ -327,10 +327,10 @@ class Settings(BaseSettings):
 
     # --- loop runner, pipeline, demo (bikeshare.orchestration; docs/architecture.md) ---------
     run_jobs: list[str] = Field(
-        default_factory=lambda: ["ingest", "infer", "actuals", "monitor", "retrain", "plan"],
+        default_factory=lambda: ["ingest", "infer", "actuals", "monitor", "retrain", "plan", "compact", "retention"],
         description="Jobs `bikeshare run` schedules (ingest every poll_interval_s, infer every infer_interval_min, "
         "actuals every actuals_interval_min, monitor every monitor_interval_min, retrain every retrain_interval_h, "
-        "plan every rebalance_interval_min).",
+        "plan every rebalance_interval_min, compact every compact_interval_min, retention daily).",
     )
     run_shadow_aliases: list[str] = Field(
         default_factory=lambda: ["staging"],

@@ -288,3 +288,47 @@ def test_a_resent_snapshot_of_a_compacted_day_is_a_duplicate(tmp_path: Path, set
     assert again.committed == 0 and again.duplicates == 3 and again.information_versions_written == 0
     assert lake.connect().sql(count).fetchall() == [(15, 3)]
     assert sink.current_information() is not None and len(sink.current_information().frame) == 5
+
+
+def test_compact_and_retention_commands(
+    tmp_path: Path, lake: Lake, settings: Settings, mlflow_db_template: Path
+) -> None:
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from bikeshare.cli import app
+    from bikeshare.registry.client import model_name, open_client
+
+    _fill(lake, MINUTES)
+    env = {
+        "BIKESHARE_LAKE_URI": str(lake.root),
+        "BIKESHARE_STATE_DIR": str(settings.state_dir),
+        "BIKESHARE_WEATHER_ENABLED": "false",
+    }
+    bad = CliRunner().invoke(app, ["compact", "--table", "features"], env=env)
+    assert bad.exit_code != 0 and "not a minute-grain table" in bad.output
+    args = ["compact", "--city", "oslo", "--table", "station_status", "--before", "2023-03-02"]
+    done = CliRunner().invoke(app, args, env=env)
+    assert done.exit_code == 0, done.output
+    assert "station_status 1 day(s), 4 files folded, 4 removed" in done.output
+    assert lake.compacted_days(STATION_STATUS, city="oslo") == ["2023-03-01"]
+    assert lake.compacted_days(INFERENCE, city="oslo") == [] and lake.compacted_days(STATION_STATUS, city="sf") == []
+
+    # A production model trained on 2023-03-02: the retention command reads its window from the registry.
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(mlflow_db_template, settings.state_dir / "mlflow.db")
+    client = open_client(settings)
+    name = model_name("sf", "bikes")
+    client.create_registered_model(name)
+    tags = {"bikeshare.data_start": "2023-03-02T00:00:00+00:00", "bikeshare.data_end": "2023-03-02T23:55:00+00:00"}
+    version = client.create_model_version(name, source=str(tmp_path), tags=tags)
+    client.set_registered_model_alias(name, "production", version.version)
+    dry = CliRunner().invoke(app, ["retention", "--dry-run"], env=env)  # wall clock: 2023 is past every age
+    assert dry.exit_code == 0, dry.output
+    assert f"training window kept: {name} v1 2023-03-02T00:00:00+00:00" in dry.output
+    assert "station_status: would remove 2023-03-01, 2023-03-03" in dry.output
+    assert lake.partitions(STATION_STATUS, city="sf")  # a dry run removes nothing
+    real = CliRunner().invoke(app, ["retention"], env=env)
+    assert real.exit_code == 0, real.output
+    assert {dt[:10] for dt in lake.partitions(STATION_STATUS, city="sf")} == {"2023-03-02"}
