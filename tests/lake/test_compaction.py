@@ -120,6 +120,11 @@ def test_compaction_keeps_every_row_and_leaves_one_file_per_day(lake: Lake) -> N
     assert keys == sorted(keys)
     stats = pq.ParquetFile(path).metadata.row_group(0).column(0).statistics
     assert stats is not None and stats.has_min_max
+    from bikeshare.orchestration.demo import compaction_lines  # what the demo's summary says
+
+    assert compaction_lines(lake, city="sf")[0] == (
+        "station_status: 2 day(s) 2023-03-01..2023-03-02 in 2 file(s) (were 6 minute files); 2 minute files open"
+    )
     # A second run is a no-op: nothing rewritten, nothing removed.
     mtime = os.stat(path).st_mtime_ns
     again = compact(lake, city="sf", before="2023-03-03")
