@@ -508,6 +508,12 @@ class Settings(BaseSettings):
         description="Hours after a UTC day closes before its minute files are compacted (late snapshots land first); "
         "inference waits actuals_lookback_h, as the actuals job reads its files by name.",
     )
+    compaction_remove_after_s: float = Field(
+        600.0,
+        ge=0,
+        description="Real seconds the minute files folded into a day file stay (readers that listed them just "
+        "before finish); a later compact run removes them.",
+    )
     retention_days: dict[str, int] = Field(
         default_factory=lambda: dict(DEFAULT_RETENTION_DAYS),
         description="Days each lake table keeps (by partition day; a table not named is kept forever). The "

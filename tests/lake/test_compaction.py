@@ -132,6 +132,20 @@ def test_compaction_keeps_every_row_and_leaves_one_file_per_day(lake: Lake) -> N
     assert os.stat(path).st_mtime_ns == mtime
 
 
+def test_folded_minute_files_stay_for_readers_until_the_day_file_is_old_enough(lake: Lake) -> None:
+    _fill(lake, MINUTES)
+    expected = _snapshot(lake)
+    listed = lake.files(STATION_STATUS, city="sf", dts=lake.partitions(STATION_STATUS, city="sf"))
+    first = compact(lake, city="sf", before="2023-03-03", remove_after_s=3600)
+    assert first.days_compacted == 4 and first.files_removed == 0 and first.tables[0].files_pending == 6
+    assert "left for readers" in first.summary()
+    assert all(os.path.exists(p) for p in listed)  # a reader that listed before the commit still reads them
+    assert _snapshot(lake) == expected
+    later = compact(lake, city="sf", before="2023-03-03", remove_after_s=0)
+    assert later.days_compacted == 0 and later.files_removed == 6 + 12
+    assert _snapshot(lake) == expected
+
+
 def test_a_late_minute_file_is_folded_in_by_the_next_run(lake: Lake) -> None:
     _fill(lake, MINUTES)
     compact(lake, city="sf", before="2023-03-03")
@@ -316,7 +330,10 @@ def test_compact_and_retention_commands(
     args = ["compact", "--city", "oslo", "--table", "station_status", "--before", "2023-03-02"]
     done = CliRunner().invoke(app, args, env=env)
     assert done.exit_code == 0, done.output
-    assert "station_status 1 day(s), 4 files folded, 4 removed" in done.output
+    assert "station_status 1 day(s), 4 files folded, 0 removed, 4 left for readers" in done.output
+    now = CliRunner().invoke(app, [*args, "--remove-now"], env=env)
+    assert now.exit_code == 0, now.output
+    assert "station_status 0 day(s), 0 files folded, 4 removed" in now.output
     assert lake.compacted_days(STATION_STATUS, city="oslo") == ["2023-03-01"]
     assert lake.compacted_days(INFERENCE, city="oslo") == [] and lake.compacted_days(STATION_STATUS, city="sf") == []
 

@@ -117,6 +117,14 @@ def compact_command(
             "(compaction_settle_h after midnight; inference also waits actuals_lookback_h).",
         ),
     ] = None,
+    remove_now: Annotated[
+        bool,
+        typer.Option(
+            "--remove-now",
+            help="Remove the folded minute files at once (no reader is running); default: after "
+            "compaction_remove_after_s, by a later run.",
+        ),
+    ] = False,
 ) -> None:
     """Rewrite the closed days of the minute-grain tables into one file per table and day (crash-safe)."""
     from bikeshare.lake.compaction import MINUTE_TABLES, compact, table_named
@@ -138,7 +146,8 @@ def compact_command(
         groups = {day: [s for s in group if s in specs] for day, group in cutoffs.items()}
     for day, group in sorted(groups.items()):
         if group:
-            report = compact(resources.lake, city=settings.city, before=day, tables=group)
+            wait = 0.0 if remove_now else settings.compaction_remove_after_s
+            report = compact(resources.lake, city=settings.city, before=day, tables=group, remove_after_s=wait)
             typer.echo(report.summary())
 
 

@@ -14,10 +14,12 @@ and the open minutes read as one table and a half-finished compaction never coun
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import io
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -226,6 +228,12 @@ class Lake:
             write_statistics=True,
         )
         path = self.compacted_path(spec, city=city, day=day)
+        if not self.is_remote:  # temporary files of a writer killed mid-write (a live one renames within seconds)
+            cutoff = time.time() - 60
+            for stale in self.fs.glob(f"{path}.*.tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    if self.fs.info(stale)["mtime"] <= cutoff:
+                        self.fs.rm_file(stale)
         self.write_bytes(path, buffer.getvalue())
         return path
 

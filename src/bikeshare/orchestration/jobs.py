@@ -310,7 +310,9 @@ def compact_city(*, settings: Settings, lake: Lake, now: pd.Timestamp) -> list[C
     from bikeshare.lake.compaction import compact
 
     return [
-        compact(lake, city=settings.city, before=before, tables=specs)
+        compact(
+            lake, city=settings.city, before=before, tables=specs, remove_after_s=settings.compaction_remove_after_s
+        )
         for before, specs in sorted(compaction_cutoffs(settings, now).items())
     ]
 
@@ -323,6 +325,7 @@ def compact_job(*, settings: Settings, lake: Lake) -> JobFn:
         details = {"runs": [r.to_dict() for r in reports]}
         days = sum(r.days_compacted for r in reports)
         status = RunStatus.OK if days or any(r.files_removed for r in reports) else RunStatus.SKIPPED
+        details["files_pending"] = sum(t.files_pending for r in reports for t in r.tables)
         return JobOutcome(status, details, message="; ".join(r.summary() for r in reports))
 
     return run
