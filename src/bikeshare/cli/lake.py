@@ -162,7 +162,7 @@ def retention_command(
 
     settings = settings_of(ctx)
     resources = resources_of(ctx)
-    windows = production_windows(settings)
+    windows = production_windows(resources.registry(), city=settings.city)
     report = apply_retention(
         resources.lake,
         city=settings.city,

@@ -277,9 +277,8 @@ class Lake:
         values = {p.rsplit("/", 2)[-2].removeprefix("dt=") for p in self.fs.glob(pattern)}
         if spec.grain is not Grain.MINUTE:
             return sorted(values)
-        layout = self._layout(spec, city=city)
-        values -= layout.hidden
-        days = [d for d in layout.days if _day_may_match(d, dt_glob)]
+        head = re.split(r"[*?\[]", dt_glob, maxsplit=1)[0]
+        days = [head[:10]] if len(head) >= 10 else [d for d in self._listing(spec, city=city)[1] if d.startswith(head)]
         values |= {dt for dt in self._compacted_dts(spec, city=city, days=days) if fnmatch.fnmatchcase(dt, dt_glob)}
         return sorted(values)
 
@@ -289,20 +288,20 @@ class Lake:
         A folder may (briefly) hold no file yet; :meth:`files` of its ``dt`` then finds none. The
         minutes of a compacted day are listed too, from its manifest.
         """
-        layout = self._layout(spec, city=city)
-        dts = set(layout.minutes) | self._compacted_dts(spec, city=city, days=layout.days)
-        return sorted(dts)
+        minutes, days = self._listing(spec, city=city)
+        return sorted(set(minutes) | self._compacted_dts(spec, city=city, days=days))
 
     def files(self, spec: TableSpec, *, city: str, dts: Iterable[str] | None = None) -> list[str]:
         """Paths holding a city's rows (of some ``dt``): minute files, and the file of any compacted day asked."""
-        layout = self._layout(spec, city=city) if spec.grain is Grain.MINUTE else _Layout((), (), frozenset())
         if dts is None:
+            layout = self._layout(spec, city=city) if spec.grain is Grain.MINUTE else _Layout((), (), frozenset())
             found = self.fs.glob(f"{self.table_root(spec)}/city={city}/dt=*/*.parquet")
             out = [p for p in found if _dt_name(p)[0] not in layout.hidden]
             return sorted(out) + [self.compacted_path(spec, city=city, day=d) for d in layout.days]
+        dts = list(dict.fromkeys(dts))
         out, compacted = [], []
-        held = self._held(spec, city=city, layout=layout, dts=dts)
-        for dt in dict.fromkeys(dts):
+        held = self._held(spec, city=city, dts=dts) if spec.grain is Grain.MINUTE else set()
+        for dt in dts:
             if dt in held:
                 path = self.compacted_path(spec, city=city, day=dt[:10])
                 if path not in compacted:
@@ -481,10 +480,9 @@ class Lake:
     def _compacted_dts(self, spec: TableSpec, *, city: str, days: Iterable[str]) -> set[str]:
         return {dt for day in days for dt, _ in self.compacted_entries(spec, city=city, day=day)}
 
-    def _held(self, spec: TableSpec, *, city: str, layout: _Layout, dts: Iterable[str]) -> set[str]:
-        """Those of ``dts`` whose rows are in a compacted day."""
-        days = sorted({dt[:10] for dt in dts} & set(layout.days))
-        return self._compacted_dts(spec, city=city, days=days) & set(dts)
+    def _held(self, spec: TableSpec, *, city: str, dts: list[str]) -> set[str]:
+        """Those of ``dts`` whose rows are in a compacted day (one manifest read per day asked, no listing)."""
+        return self._compacted_dts(spec, city=city, days=sorted({dt[:10] for dt in dts})) & set(dts)
 
     def _uniform(self, paths: list[str]) -> bool:
         """True when the edge files (first and last of a table) have the same columns, as ``write`` makes them.
@@ -647,12 +645,6 @@ def _dt_name(path: str) -> tuple[str, str]:
 
 def _is_compacted(path: str) -> bool:
     return path.endswith(f"/{COMPACTED_FILE}") and path.rsplit("/", 2)[-2].startswith("day=")
-
-
-def _day_may_match(day: str, dt_glob: str) -> bool:
-    """Whether some minute of ``day`` may match ``dt_glob`` (its literal head decides)."""
-    head = re.split(r"[*?\[]", dt_glob, maxsplit=1)[0]
-    return day.startswith(head) if len(head) <= len(day) else head.startswith(day)
 
 
 def _sql_str(value: str) -> str:

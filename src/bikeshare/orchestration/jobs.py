@@ -43,6 +43,8 @@ from bikeshare.settings import Settings
 from bikeshare.utc import to_utc
 
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
     from bikeshare.gbfs.client import GbfsClient
     from bikeshare.inference.endpoint_client import EndpointClient
     from bikeshare.lake.compaction import CompactionReport
@@ -331,17 +333,16 @@ def compact_job(*, settings: Settings, lake: Lake) -> JobFn:
     return run
 
 
-def production_windows(settings: Settings) -> list[TrainingWindow]:
-    """The training data window (``bikeshare.data_start``/``data_end`` tags) of each production model of the city."""
+def production_windows(client: MlflowClient, *, city: str) -> list[TrainingWindow]:
+    """The training data window (``bikeshare.data_start``/``data_end`` tags) of each production model of ``city``."""
     from bikeshare.enums import Target
     from bikeshare.lake.retention import TrainingWindow
-    from bikeshare.registry.client import alias_holder, model_name, open_client
+    from bikeshare.registry.client import alias_holder, model_name
     from bikeshare.registry.forecast import forecast_model_name
     from bikeshare.registry.tracking import TAG_PREFIX
 
-    client = open_client(settings)
     windows = []
-    for name in [*(model_name(settings.city, str(t)) for t in Target), forecast_model_name(settings.city)]:
+    for name in [*(model_name(city, str(t)) for t in Target), forecast_model_name(city)]:
         holder = alias_holder(client, name, "production")
         if holder is None:
             continue
@@ -360,9 +361,11 @@ def production_windows(settings: Settings) -> list[TrainingWindow]:
 def retention_job(*, settings: Settings, lake: Lake) -> JobFn:
     """Delete the partitions past their age per run, keeping the production models' training windows."""
     from bikeshare.lake.retention import apply_retention
+    from bikeshare.registry.client import open_client
 
     def run(now: pd.Timestamp, stop: threading.Event) -> JobOutcome:
-        windows = production_windows(settings)  # unreachable registry: the run fails, nothing is deleted
+        # an unreachable registry fails the run before anything is deleted
+        windows = production_windows(open_client(settings), city=settings.city)
         report = apply_retention(
             lake, city=settings.city, retention_days=settings.retention_days, now=now, windows=windows
         )
