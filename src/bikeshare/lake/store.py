@@ -381,35 +381,60 @@ class Lake:
             held = sorted(dt for dt in wanted if dt[:10] in {p.rsplit("/", 2)[-2].removeprefix("day=") for p in days})
             day_filter = f"dt IN ({', '.join(_sql_str(dt) for dt in held)})"
             return self._union_sql(
-                spec, minute_source if minutes else None, [minutes[0], minutes[-1]] if minutes else [], "",
+                spec, minute_source if minutes else None, [minutes[0], minutes[-1]] if minutes else [],
                 day_source if days else None, [days[0], days[-1]] if days else [], day_filter,
             )  # fmt: skip
         cities = [city] if city is not None else self._cities(spec)
         layouts = {name: self._layout(spec, city=name) for name in cities} if spec.grain is Grain.MINUTE else {}
-        edges = self._edge_files(spec, cities=cities, layouts=layouts)
-        where = " OR ".join(
-            f"(city = {_sql_str(name)} AND dt IN ({', '.join(_sql_str(dt) for dt in sorted(layout.hidden))}))"
-            for name, layout in layouts.items()
-            if layout.hidden
-        )
-        minute_glob = self.glob(spec) if city is None else f"{self.table_root(spec)}/city={city}/dt=*/*.parquet"
-        day_edges = [
-            self.compacted_path(spec, city=name, day=day)
-            for name, layout in layouts.items()
-            for day in dict.fromkeys(layout.days[:1] + layout.days[-1:])
-        ]
-        day_glob = f"{self.table_root(spec)}/city={'*' if city is None else city}/day=*/{COMPACTED_FILE}"
-        return self._union_sql(
-            spec, _sql_str(minute_glob) if edges else None, edges, f"NOT ({where})" if where else "",
-            _sql_str(day_glob) if day_edges else None, day_edges, "",
-        )  # fmt: skip
+        compacted = {name for name, layout in layouts.items() if layout.days}
+        if not compacted:  # as before compaction: one glob (DuckDB lists the files at each query)
+            edges = self._edge_files(spec, cities=cities, layouts=layouts)
+            minute_glob = self.glob(spec) if city is None else f"{self.table_root(spec)}/city={city}/dt=*/*.parquet"
+            return self._union_sql(spec, _sql_str(minute_glob) if edges else None, edges, None, [], "")
+        # A city with compacted days: its open days by pattern and its day files by path, so the view
+        # never names a minute file a compacted day holds (compaction may be removing it).
+        plain = [name for name in cities if name not in compacted]
+        edges = self._edge_files(spec, cities=plain, layouts=layouts)
+        patterns = [f"{self.table_root(spec)}/city={name}/dt=*/*.parquet" for name in plain] if edges else []
+        days: list[str] = []
+        for name in sorted(compacted):
+            layout = layouts[name]
+            open_patterns, open_edges = self._open_patterns(spec, city=name, layout=layout)
+            patterns += open_patterns
+            edges += open_edges
+            days += [self.compacted_path(spec, city=name, day=day) for day in layout.days]
+        minute_source = "[" + ", ".join(_sql_str(self._duck_path(p)) for p in patterns) + "]" if patterns else None
+        day_source = "[" + ", ".join(_sql_str(self._duck_path(p)) for p in days) + "]"
+        day_edges = list(dict.fromkeys([days[0], days[-1]]))
+        return self._union_sql(spec, minute_source, edges, day_source, day_edges, "")
+
+    def _open_patterns(self, spec: TableSpec, *, city: str, layout: _Layout) -> tuple[list[str], list[str]]:
+        """Globs of a compacted city's open minutes (one per open day; one per minute beside a compacted day)
+        that each match a file, and the first and last file they match."""
+        by_day: dict[str, list[str]] = {}
+        for dt in layout.minutes:
+            by_day.setdefault(dt[:10], []).append(dt)
+        patterns, found = [], []
+        for day, dts in sorted(by_day.items()):
+            if day in layout.days:  # minutes written after the day was compacted: name each
+                groups = [(f"{self.partition_dir(spec, city=city, dt=dt)}/*.parquet", [dt]) for dt in dts]
+            else:
+                groups = [(f"{self.table_root(spec)}/city={city}/dt={day}-*/*.parquet", dts)]
+            for pattern, members in groups:
+                first = next((f for dt in members for f in self._dir_files(spec, city=city, dt=dt)), None)
+                if first is not None:
+                    patterns.append(pattern)
+                    found.append(first)
+        return patterns, found[:1] + found[-1:]
+
+    def _dir_files(self, spec: TableSpec, *, city: str, dt: str) -> list[str]:
+        return sorted(self.fs.glob(f"{self.partition_dir(spec, city=city, dt=dt)}/*.parquet"))
 
     def _union_sql(
         self,
         spec: TableSpec,
         minute_source: str | None,
         minute_edges: list[str],
-        minute_filter: str,
         day_source: str | None,
         day_edges: list[str],
         day_filter: str,
@@ -422,7 +447,7 @@ class Lake:
                 f"SELECT * FROM read_parquet({minute_source}, hive_partitioning = true, union_by_name = {union}, "
                 "hive_types = {'city': VARCHAR, 'dt': VARCHAR})"
             )
-            parts.append(f"{sql} WHERE {minute_filter}" if minute_filter else sql)
+            parts.append(sql)
         if day_source is not None:
             union = "false" if self._uniform(day_edges) else "true"
             sql = (
