@@ -528,4 +528,26 @@ locals {
       ]
     }
   }
+
+  # Days after which S3 expires each table's objects: retention_days + retention_s3_grace_days
+  # (src/bikeshare/settings.py defaults). Tables without retention are kept forever; the *_versions
+  # dimensions are left to the retention job (it keeps the version valid at the cut-off).
+  lake_retention = {
+    alert_events      = { prefix = "monitoring/alert_events/", expire_days = 430 }
+    drift_scores      = { prefix = "monitoring/drift/", expire_days = 430 }
+    endpoint_metrics  = { prefix = "monitoring/endpoint/", expire_days = 430 }
+    features          = { prefix = "features/", expire_days = 90 }
+    forecasts         = { prefix = "forecasts/", expire_days = 430 }
+    inference         = { prefix = "inference/", expire_days = 430 }
+    inference_batches = { prefix = "inference_batches/", expire_days = 430 }
+    ingest_log        = { prefix = "ingest_log/", expire_days = 430 }
+    job_runs          = { prefix = "monitoring/job_runs/", expire_days = 430 }
+    monitor_metrics   = { prefix = "monitoring/metrics/", expire_days = 430 }
+    monitoring_runs   = { prefix = "monitoring/runs/", expire_days = 430 }
+    plans             = { prefix = "plans/", expire_days = 430 }
+    quality           = { prefix = "monitoring/quality/", expire_days = 430 }
+    quarantine        = { prefix = "quarantine/", expire_days = 120 }
+    station_status    = { prefix = "raw/station_status/", expire_days = 120 }
+    weather           = { prefix = "weather/", expire_days = 430 }
+  }
 }

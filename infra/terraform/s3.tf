@@ -109,8 +109,11 @@ data "aws_iam_policy_document" "bucket" {
   }
 }
 
-# Lake lifecycle: raw snapshots cool down then expire; quarantine is kept for investigation only;
-# derived tables expire; old object versions and failed multipart uploads are cleaned up.
+# Lake lifecycle: raw snapshots cool down; each table expires after its retention_days plus
+# retention_s3_grace_days (local.lake_retention, generated from the settings by
+# infra/scripts/gen_lake_tables.py), a backstop to the `retention` job, which deletes first and
+# keeps what a production model's training window names; old object versions and failed
+# multipart uploads are cleaned up.
 resource "aws_s3_bucket_lifecycle_configuration" "lake" {
   bucket = aws_s3_bucket.this["lake"].id
 
@@ -124,49 +127,19 @@ resource "aws_s3_bucket_lifecycle_configuration" "lake" {
       days          = var.raw_to_ia_days
       storage_class = "STANDARD_IA"
     }
-    transition {
-      days          = var.raw_to_glacier_days
-      storage_class = "GLACIER_IR"
-    }
-    expiration {
-      days = var.raw_expire_days
-    }
   }
 
-  rule {
-    id     = "quarantine-expiry"
-    status = "Enabled"
-    filter {
-      prefix = "quarantine/"
-    }
-    expiration {
-      days = var.quarantine_expire_days
-    }
-  }
-
-  rule {
-    id     = "inference-expiry"
-    status = "Enabled"
-    filter {
-      prefix = "inference/"
-    }
-    transition {
-      days          = var.raw_to_ia_days
-      storage_class = "STANDARD_IA"
-    }
-    expiration {
-      days = var.derived_expire_days
-    }
-  }
-
-  rule {
-    id     = "monitoring-expiry"
-    status = "Enabled"
-    filter {
-      prefix = "monitoring/"
-    }
-    expiration {
-      days = var.derived_expire_days
+  dynamic "rule" {
+    for_each = local.lake_retention
+    content {
+      id     = "expire-${rule.key}"
+      status = "Enabled"
+      filter {
+        prefix = rule.value.prefix
+      }
+      expiration {
+        days = rule.value.expire_days
+      }
     }
   }
 

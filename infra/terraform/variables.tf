@@ -69,33 +69,9 @@ variable "lake_start_date" {
 }
 
 variable "raw_to_ia_days" {
-  description = "Days before raw/ snapshots move to S3 Standard-IA."
+  description = "Days before raw/ snapshots move to S3 Standard-IA (they expire at retention_days + retention_s3_grace_days)."
   type        = number
   default     = 30
-}
-
-variable "raw_to_glacier_days" {
-  description = "Days before raw/ snapshots move to Glacier Instant Retrieval."
-  type        = number
-  default     = 90
-}
-
-variable "raw_expire_days" {
-  description = "Days after which raw/ snapshots are deleted (features and models keep what training needs)."
-  type        = number
-  default     = 730
-}
-
-variable "quarantine_expire_days" {
-  description = "Days a quarantined batch (payload and reason) is kept for investigation."
-  type        = number
-  default     = 90
-}
-
-variable "derived_expire_days" {
-  description = "Days after which derived tables (inference/, monitoring/) are deleted."
-  type        = number
-  default     = 400
 }
 
 variable "noncurrent_version_expire_days" {

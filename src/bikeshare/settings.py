@@ -31,6 +31,32 @@ CITY_FEED_PRESETS: dict[str, str] = {
 
 CONFIG_ENV_VAR = "BIKESHARE_CONFIG"
 
+# Days each lake table keeps by default (docs/lake.md, Retention). Tables not named are kept forever:
+# the promotion audit and the feature baselines (a registered model version needs its baseline).
+DEFAULT_RETENTION_DAYS: dict[str, int] = {
+    # raw minute data and what the ingest rejected
+    "station_status": 90,
+    "station_information_versions": 90,  # the version valid at the cut-off is always kept
+    "system_information_versions": 90,
+    "quarantine": 90,
+    # features are rebuilt from raw data; weather is small and feeds them
+    "features": 60,
+    "weather": 400,
+    # predictions, their quality, plans and the loop's own records
+    "inference": 400,
+    "forecasts": 400,
+    "inference_batches": 400,
+    "quality": 400,
+    "plans": 400,
+    "ingest_log": 400,
+    "job_runs": 400,
+    "alert_events": 400,
+    "drift_scores": 400,
+    "endpoint_metrics": 400,
+    "monitoring_runs": 400,
+    "monitor_metrics": 400,
+}
+
 
 class Settings(BaseSettings):
     """Every tunable of the system, typed and documented in one place."""
@@ -301,10 +327,10 @@ class Settings(BaseSettings):
 
     # --- loop runner, pipeline, demo (bikeshare.orchestration; docs/architecture.md) ---------
     run_jobs: list[str] = Field(
-        default_factory=lambda: ["ingest", "infer", "actuals", "monitor", "retrain", "plan"],
+        default_factory=lambda: ["ingest", "infer", "actuals", "monitor", "retrain", "plan", "compact", "retention"],
         description="Jobs `bikeshare run` schedules (ingest every poll_interval_s, infer every infer_interval_min, "
         "actuals every actuals_interval_min, monitor every monitor_interval_min, retrain every retrain_interval_h, "
-        "plan every rebalance_interval_min).",
+        "plan every rebalance_interval_min, compact every compact_interval_min, retention daily).",
     )
     run_shadow_aliases: list[str] = Field(
         default_factory=lambda: ["staging"],
@@ -474,8 +500,39 @@ class Settings(BaseSettings):
         "with a scale, which needs no network.",
     )
 
+    # --- compaction and retention (bikeshare.lake.compaction, bikeshare.lake.retention) ----------
+    compact_interval_min: int = Field(60, ge=1, description="Minutes between two runs of the compact job.")
+    compaction_settle_h: float = Field(
+        1.0,
+        ge=0,
+        description="Hours after a UTC day closes before its minute files are compacted (late snapshots land first); "
+        "inference waits actuals_lookback_h, as the actuals job reads its files by name.",
+    )
+    compaction_remove_after_s: float = Field(
+        600.0,
+        ge=0,
+        description="Real seconds the minute files folded into a day file stay (readers that listed them just "
+        "before finish); a later compact run removes them.",
+    )
+    retention_days: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_RETENTION_DAYS),
+        description="Days each lake table keeps (by partition day; a table not named is kept forever). The "
+        "retention job deletes older partitions unless a production model's training window names them; "
+        "the S3 lifecycle rules in infra/terraform expire the same tables later (retention_s3_grace_days).",
+    )
+    retention_s3_grace_days: int = Field(
+        30, ge=0, description="Days the S3 lifecycle rules wait beyond retention_days (a backstop to the job)."
+    )
+
     @model_validator(mode="after")
     def _resolve_defaults(self) -> Settings:
+        from bikeshare.lake.tables import ALL_TABLES
+
+        unknown = sorted(set(self.retention_days) - {spec.name for spec in ALL_TABLES})
+        if unknown:
+            raise ValueError(f"retention_days names unknown tables {unknown}")
+        if any(days < 1 for days in self.retention_days.values()):
+            raise ValueError("retention_days must be at least 1 day per table")
         if self.feed_url is None and self.city in CITY_FEED_PRESETS:
             self.feed_url = CITY_FEED_PRESETS[self.city]
         if self.feed_url is not None and not _is_http_url(self.feed_url):

@@ -310,18 +310,30 @@ def test_partition_projection_matches_the_lake_layout(modules: list[tfpolicy.Mod
     assert projection["minute"]["unit"] == "MINUTES" and projection["day"]["unit"] == "DAYS"
 
 
-def test_lake_lifecycle_tiers_raw_and_expires_quarantine(modules: list[tfpolicy.Module]) -> None:
-    rules = {r["id"]: r for r in _resource(modules, "aws_s3_bucket_lifecycle_configuration", "lake")["rule"]}
+def test_lake_lifecycle_tiers_raw_and_expires_each_table_after_its_retention(modules: list[tfpolicy.Module]) -> None:
+    lifecycle = _resource(modules, "aws_s3_bucket_lifecycle_configuration", "lake")
+    rules = {r["id"]: r for r in lifecycle["rule"]}
     raw = rules["raw-tiering"]
     assert raw["filter"][0]["prefix"] == "raw/"
-    assert [t["storage_class"] for t in raw["transition"]] == ["STANDARD_IA", "GLACIER_IR"]
-    assert "expiration" in raw
-    assert rules["quarantine-expiry"]["filter"][0]["prefix"] == "quarantine/"
-    assert "expiration" in rules["quarantine-expiry"]
-    table_roots = {spec.prefix.split("/")[0] + "/" for spec in ALL_TABLES}
-    assert {"raw/", "quarantine/"} <= table_roots  # the prefixes the rules name are real lake roots
-    defaults = _variable_defaults(modules)
-    assert defaults["raw_to_ia_days"] < defaults["raw_to_glacier_days"] < defaults["raw_expire_days"]
+    assert [t["storage_class"] for t in raw["transition"]] == ["STANDARD_IA"]
+    assert "expiration" not in raw  # expiry is per table, below
+    [dynamic] = [d["rule"] for d in lifecycle["dynamic"]]
+    assert dynamic["for_each"] == "${local.lake_retention}"
+    assert dynamic["content"][0]["expiration"][0]["days"] == "${rule.value.expire_days}"
+    # The expiry days follow the retention settings: the job's days plus the grace, per table prefix.
+    settings = Settings()
+    retention = _locals(modules)["lake_retention"]
+    specs = {spec.name: spec for spec in ALL_TABLES}
+    scd = {name for name, spec in specs.items() if "valid_from" in spec.schema.names}
+    assert set(retention) == set(settings.retention_days) - scd
+    assert scd and not scd & set(retention)  # the current version of a dimension is never expired by age
+    for name, rule in retention.items():
+        assert rule["prefix"] == specs[name].prefix + "/"
+        assert rule["expire_days"] == settings.retention_days[name] + settings.retention_s3_grace_days
+    assert "promotions" not in retention and "feature_baselines" not in retention  # kept forever
+    prefixes = [rule["prefix"] for rule in retention.values()]
+    assert not any(a != b and b.startswith(a) for a in prefixes for b in prefixes)  # no rule reaches another table
+    assert _variable_defaults(modules)["raw_to_ia_days"] < retention["station_status"]["expire_days"]
 
 
 # Tables no AWS job writes: operators make dispatch plans from the dashboard or the CLI.

@@ -77,6 +77,6 @@ def test_the_summary_explains_alerts_on_a_fast_replay() -> None:
     )
     text = summary.text()
     assert "data_delay" in text and "replayed at 120x" in text and "2 min late" in text
-    assert "(no joined predictions)" in text and "p50 10.0 ms" in text
+    assert "(no joined predictions)" in text and "p50 10.0 ms" in text and "(nothing compacted)" in text
     quiet = DemoSummary(**{**summary.__dict__, "alerts": pd.DataFrame()}).text()
     assert "(none fired)" in quiet and "replayed at" not in quiet

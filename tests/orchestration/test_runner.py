@@ -260,7 +260,7 @@ def test_job_names_are_checked() -> None:
         check_jobs(["ingest", "train"])
     with pytest.raises(ValueError, match="repeat"):
         check_jobs(["infer", "infer"])
-    assert set(JOB_NAMES) == {"ingest", "infer", "actuals", "monitor", "retrain", "plan"}
+    assert set(JOB_NAMES) == {"ingest", "infer", "actuals", "monitor", "retrain", "plan", "compact", "retention"}
     job = Job("a", Every.seconds(1), lambda now, stop: None)
     with pytest.raises(ValueError, match="repeat"):
         Runner([job, job], clock=WallClock(), recorder=None)  # type: ignore[arg-type]

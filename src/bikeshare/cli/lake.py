@@ -1,4 +1,5 @@
-"""Lake commands: SQL over the views, the feed ingest (one batch, or the runner with one job), backfill."""
+"""Lake commands: SQL over the views, the feed ingest (one batch, or the runner with one job), backfill,
+compaction and retention."""
 
 from __future__ import annotations
 
@@ -99,3 +100,81 @@ def backfill_command(
     lake = resources_of(ctx).lake
     report = backfill(recording=opened, lake=lake, settings=settings, workers=workers or settings.backfill_workers)
     typer.echo(f"backfill of {path} into {lake.root}: {report.summary()}")
+
+
+@app.command("compact")
+def compact_command(
+    ctx: typer.Context,
+    city: Annotated[str | None, typer.Option("--city", help="City to compact; default: the city setting.")] = None,
+    table: Annotated[
+        list[str] | None, typer.Option("--table", help="A minute-grain table (repeatable); default: all of them.")
+    ] = None,
+    before: Annotated[
+        str | None,
+        typer.Option(
+            "--before",
+            help="Compact the UTC days before this one (YYYY-MM-DD); default: the closed days, as the compact job "
+            "(compaction_settle_h after midnight; inference also waits actuals_lookback_h).",
+        ),
+    ] = None,
+    remove_now: Annotated[
+        bool,
+        typer.Option(
+            "--remove-now",
+            help="Remove the folded minute files at once (no reader is running); default: after "
+            "compaction_remove_after_s, by a later run.",
+        ),
+    ] = False,
+) -> None:
+    """Rewrite the closed days of the minute-grain tables into one file per table and day (crash-safe)."""
+    from bikeshare.lake.compaction import MINUTE_TABLES, compact, table_named
+    from bikeshare.lake.store import parse_partition_value
+    from bikeshare.orchestration.jobs import compaction_cutoffs
+
+    settings = settings_of(ctx) if city is None else settings_of(ctx).with_values(city=city)
+    try:
+        specs = [table_named(name) for name in table] if table else list(MINUTE_TABLES)
+        if before is not None and (len(before) != 10 or not parse_partition_value(before)):
+            raise ValueError(f"--before {before!r}: expected YYYY-MM-DD")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    resources = resources_of(ctx, settings=settings)
+    if before is not None:
+        groups = {before: specs}
+    else:
+        cutoffs = compaction_cutoffs(settings, resources.clock.now())
+        groups = {day: [s for s in group if s in specs] for day, group in cutoffs.items()}
+    for day, group in sorted(groups.items()):
+        if group:
+            wait = 0.0 if remove_now else settings.compaction_remove_after_s
+            report = compact(resources.lake, city=settings.city, before=day, tables=group, remove_after_s=wait)
+            typer.echo(report.summary())
+
+
+@app.command("retention")
+def retention_command(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")] = False,
+) -> None:
+    """Delete lake partitions older than retention_days, keeping the production models' training windows."""
+    from bikeshare.lake.retention import apply_retention
+    from bikeshare.orchestration.jobs import production_windows
+
+    settings = settings_of(ctx)
+    resources = resources_of(ctx)
+    windows = production_windows(resources.registry(), city=settings.city)
+    report = apply_retention(
+        resources.lake,
+        city=settings.city,
+        retention_days=settings.retention_days,
+        now=resources.clock.now(),
+        windows=windows,
+        dry_run=dry_run,
+    )
+    for window in windows:
+        typer.echo(f"training window kept: {window.label} {window.start.isoformat()}..{window.end.isoformat()}")
+    for table in report.tables:
+        if table.removed:
+            verb = "would remove" if dry_run else "removed"
+            typer.echo(f"{table.table}: {verb} {', '.join(table.removed)}")
+    typer.echo(report.summary())

@@ -167,7 +167,7 @@ def run_command(
         str | None, typer.Option("--endpoint", help="Endpoint base URL; default: endpoint_url (serve_host:port).")
     ] = None,
     jobs: Annotated[
-        str | None, typer.Option("--jobs", help="Comma-separated jobs to run; default: run_jobs (all six).")
+        str | None, typer.Option("--jobs", help="Comma-separated jobs to run; default: run_jobs (every standard job).")
     ] = None,
     until: Annotated[
         str | None, typer.Option("--until", help="Stop when the job clock reaches this time (UTC ISO).")

@@ -98,12 +98,8 @@ class IngestSink:
         return self.lake.exists(STATION_STATUS, city=self.city, dt=dt, name=name)
 
     def existing_status(self) -> set[tuple[str, str]]:
-        """Every (dt, name) already written, from one listing (for the backfill)."""
-        out: set[tuple[str, str]] = set()
-        for path in self.lake.files(STATION_STATUS, city=self.city):
-            dt_part, file_name = path.rsplit("/", 2)[-2:]
-            out.add((dt_part.removeprefix("dt="), file_name.removesuffix(".parquet")))
-        return out
+        """Every (dt, name) already written, compacted days included, from one listing (for the backfill)."""
+        return self.lake.written(STATION_STATUS, city=self.city)
 
     def write_status(self, rows: pd.DataFrame | pa.Table, published_at: pd.Timestamp) -> str | None:
         """Write one snapshot; None when it is already in the lake."""
@@ -139,12 +135,8 @@ class IngestSink:
         return InformationVersion(frame=frame, content_hash=content_hash, valid_from=pd.Timestamp(latest))
 
     def information_versions(self) -> set[tuple[str, str]]:
-        """(dt, name) of every station_information version file."""
-        out: set[tuple[str, str]] = set()
-        for path in self.lake.files(STATION_INFORMATION, city=self.city):
-            dt_part, file_name = path.rsplit("/", 2)[-2:]
-            out.add((dt_part.removeprefix("dt="), file_name.removesuffix(".parquet")))
-        return out
+        """(dt, name) of every station_information version file, compacted days included."""
+        return self.lake.written(STATION_INFORMATION, city=self.city)
 
     # ---- system_information ------------------------------------------------------------------
     def current_system_hash(self) -> str | None:

@@ -14,9 +14,10 @@
    the audit history records, and says so.
 7. The dashboard starts (Streamlit, child process), and the loop runner replays
    ``demo_live_hours`` more hours with every job: ingest, inference (production served, staging in
-   shadow when they differ), actuals, monitor, retrain (every ``retrain_interval_h``), plans.
+   shadow when they differ), actuals, monitor, retrain (every ``retrain_interval_h``), plans, and
+   compaction (hourly; the backfilled days before the live start are closed on the replay clock).
 8. The summary: URLs, model against persistence on what was joined live, endpoint latency, batch
-   success, alerts, job runs. With ``serve`` the endpoint and dashboard stay up until Ctrl-C.
+   success, alerts, what compaction left, job runs. With ``serve`` the endpoint and dashboard stay up until Ctrl-C.
 
 Everything lives under ``demo_dir`` (lake, state, logs, model card); a second run reuses it (every
 step is idempotent) unless ``reset``.
@@ -110,6 +111,7 @@ class DemoSummary:
     promotions: list[str]
     timings: dict[str, float] = field(default_factory=dict)
     replay_speed: float = 1.0
+    compaction: list[str] = field(default_factory=list)  # per minute-grain table: days compacted, files open
 
     def text(self) -> str:
         """The summary as printed."""
@@ -141,6 +143,8 @@ class DemoSummary:
                     f"{self.replay_speed / 60:g} min late on the job clock, and a delay or freshness alert counts "
                     "that wait; max_lag_s below shows how late each job got)"
                 )
+        lines += ["", "Compaction (the live loop's compact job, on the replay clock):"]
+        lines += [f"  {line}" for line in self.compaction] or ["  (nothing compacted)"]
         lines += ["", "Job runs (live loop and soak):"]
         lines.append("  " + self.jobs.to_string(index=False, float_format=lambda v: f"{v:.2f}").replace("\n", "\n  "))
         lines += ["", "Timings (wall seconds): " + ", ".join(f"{k} {v:.0f}" for k, v in self.timings.items())]
@@ -580,6 +584,7 @@ def summarise(
         "shadow ok": shadow.ok,
         "shadow skipped (same versions or no staging)": shadow.skipped,
     }
+    compaction = compaction_lines(lake, city=settings.city)
     alerts = alert_frame(AlertStore(lake, city=settings.city).alerts(include_resolved=True))
     if len(alerts):
         alerts = alerts.groupby(["rule", "severity", "status"], as_index=False).size().rename(columns={"size": "count"})
@@ -593,7 +598,25 @@ def summarise(
         promotions=promotions,
         timings=timings,
         replay_speed=replay_speed,
+        compaction=compaction,
     )
+
+
+def compaction_lines(lake: Lake, *, city: str) -> list[str]:
+    """What compaction left, per minute-grain table with a compacted day: its days and the minute files still open."""
+    from bikeshare.lake.compaction import MINUTE_TABLES
+
+    out = []
+    for spec in MINUTE_TABLES:
+        days = lake.compacted_days(spec, city=city)
+        if days:
+            held = sum(len(lake.compacted_entries(spec, city=city, day=day)) for day in days)
+            still = sum(len(names) for names in lake.minute_files(spec, city=city).values())
+            out.append(
+                f"{spec.name}: {len(days)} day(s) {days[0]}..{days[-1]} in {len(days)} file(s) "
+                f"(were {held} minute files); {still} minute files open"
+            )
+    return out
 
 
 def endpoint_latency(endpoint_url: str) -> dict[str, float | None]:

@@ -9,6 +9,8 @@ actuals   every ``actuals_interval_min``:func:`~bikeshare.inference.actuals.run_
 monitor   every ``monitor_interval_min``:func:`~bikeshare.monitoring.job.run_monitor`
 retrain   every ``retrain_interval_h``  :func:`~bikeshare.orchestration.pipeline.run_pipeline`
 plan      every ``rebalance_interval_min`` :func:`~bikeshare.rebalancing.job.plan_at`
+compact   every ``compact_interval_min``:func:`~bikeshare.lake.compaction.compact` (closed days)
+retention daily                         :func:`~bikeshare.lake.retention.apply_retention`
 ========  ============================  ==========================================================
 
 Ingest, infer and actuals also run once at start; the others at their boundaries (hourly at :00,
@@ -31,20 +33,26 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from bikeshare.lake.store import Lake
+from bikeshare.lake.store import Lake, partition_value
+from bikeshare.lake.tables import TableSpec
 from bikeshare.orchestration.clocks import JobClock
 from bikeshare.orchestration.records import JobOutcome, JobRun, JobRunRecorder, RunStatus
 from bikeshare.orchestration.runner import Job, JobFn, Runner, RunnerReport
 from bikeshare.orchestration.schedule import Every
 from bikeshare.settings import Settings
+from bikeshare.utc import to_utc
 
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
     from bikeshare.gbfs.client import GbfsClient
     from bikeshare.inference.endpoint_client import EndpointClient
+    from bikeshare.lake.compaction import CompactionReport
+    from bikeshare.lake.retention import TrainingWindow
     from bikeshare.monitoring.endpoint_metrics import MetricsSource
     from bikeshare.monitoring.rules import RuleSet
 
-JOB_NAMES: tuple[str, ...] = ("ingest", "infer", "actuals", "monitor", "retrain", "plan")
+JOB_NAMES: tuple[str, ...] = ("ingest", "infer", "actuals", "monitor", "retrain", "plan", "compact", "retention")
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,8 @@ def schedules(settings: Settings) -> dict[str, Every]:
         "monitor": Every.minutes(settings.monitor_interval_min),
         "retrain": Every(pd.Timedelta(hours=settings.retrain_interval_h)),
         "plan": Every.minutes(settings.rebalance_interval_min),
+        "compact": Every.minutes(settings.compact_interval_min),
+        "retention": Every(pd.Timedelta(days=1)),
     }
 
 
@@ -104,6 +114,8 @@ def standard_jobs(
         "monitor": lambda: _monitor(settings, lake, endpoints.endpoint_url, recorder),
         "retrain": lambda: _retrain(settings, lake),
         "plan": lambda: _plan(settings, lake),
+        "compact": lambda: compact_job(settings=settings, lake=lake),
+        "retention": lambda: retention_job(settings=settings, lake=lake),
     }
     return [Job(name, every[name], builders[name]()) for name in check_jobs(names)]
 
@@ -274,6 +286,92 @@ def _plan(settings: Settings, lake: Lake) -> JobFn:
         result = plan_at(lake=lake, settings=settings, as_of=now)
         status = RunStatus.SKIPPED if result.plan is None else RunStatus.OK
         return JobOutcome(status, result.details(), error=None, message=str(result.details()))
+
+    return run
+
+
+def compaction_cutoffs(settings: Settings, now: pd.Timestamp) -> dict[str, list[TableSpec]]:
+    """The minute-grain tables by the day compaction stops before, on the clock time ``now``.
+
+    A day is compacted ``compaction_settle_h`` after it closes; inference waits ``actuals_lookback_h``
+    as well, because the actuals job reads its files one slot at a time by name.
+    """
+    from bikeshare.lake.compaction import MINUTE_TABLES
+    from bikeshare.lake.tables import INFERENCE, Grain
+
+    out: dict[str, list[TableSpec]] = {}
+    for spec in MINUTE_TABLES:
+        hours = max(settings.compaction_settle_h, settings.actuals_lookback_h if spec is INFERENCE else 0)
+        before = partition_value(now - pd.Timedelta(hours=hours), Grain.DAY)
+        out.setdefault(before, []).append(spec)
+    return out
+
+
+def compact_city(*, settings: Settings, lake: Lake, now: pd.Timestamp) -> list[CompactionReport]:
+    """Compact the closed days of every minute-grain table of the settings' city (one report per cut-off)."""
+    from bikeshare.lake.compaction import compact
+
+    return [
+        compact(
+            lake, city=settings.city, before=before, tables=specs, remove_after_s=settings.compaction_remove_after_s
+        )
+        for before, specs in sorted(compaction_cutoffs(settings, now).items())
+    ]
+
+
+def compact_job(*, settings: Settings, lake: Lake) -> JobFn:
+    """Compact the closed days of the minute-grain tables per run."""
+
+    def run(now: pd.Timestamp, stop: threading.Event) -> JobOutcome:
+        reports = compact_city(settings=settings, lake=lake, now=now)
+        details = {"runs": [r.to_dict() for r in reports]}
+        days = sum(r.days_compacted for r in reports)
+        status = RunStatus.OK if days or any(r.files_removed for r in reports) else RunStatus.SKIPPED
+        details["files_pending"] = sum(t.files_pending for r in reports for t in r.tables)
+        return JobOutcome(status, details, message="; ".join(r.summary() for r in reports))
+
+    return run
+
+
+def production_windows(client: MlflowClient, *, city: str) -> list[TrainingWindow]:
+    """The training data window (``bikeshare.data_start``/``data_end`` tags) of each production model of ``city``."""
+    from bikeshare.enums import Target
+    from bikeshare.lake.retention import TrainingWindow
+    from bikeshare.registry.client import alias_holder, model_name
+    from bikeshare.registry.forecast import forecast_model_name
+    from bikeshare.registry.tracking import TAG_PREFIX
+
+    windows = []
+    for name in [*(model_name(city, str(t)) for t in Target), forecast_model_name(city)]:
+        holder = alias_holder(client, name, "production")
+        if holder is None:
+            continue
+        start, end = holder.tags.get(f"{TAG_PREFIX}data_start"), holder.tags.get(f"{TAG_PREFIX}data_end")
+        if start and end:
+            windows.append(
+                TrainingWindow(
+                    start=to_utc(pd.Timestamp(start), what="data_start"),
+                    end=to_utc(pd.Timestamp(end), what="data_end"),
+                    label=f"{name} v{holder.version}",
+                )
+            )
+    return windows
+
+
+def retention_job(*, settings: Settings, lake: Lake) -> JobFn:
+    """Delete the partitions past their age per run, keeping the production models' training windows."""
+    from bikeshare.lake.retention import apply_retention
+    from bikeshare.registry.client import open_client
+
+    def run(now: pd.Timestamp, stop: threading.Event) -> JobOutcome:
+        # an unreachable registry fails the run before anything is deleted
+        windows = production_windows(open_client(settings), city=settings.city)
+        report = apply_retention(
+            lake, city=settings.city, retention_days=settings.retention_days, now=now, windows=windows
+        )
+        details = {**report.to_dict(), "windows": [w.label for w in windows]}
+        status = RunStatus.OK if report.removed else RunStatus.SKIPPED
+        return JobOutcome(status, details, message=report.summary())
 
     return run
 
