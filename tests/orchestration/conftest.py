@@ -188,6 +188,7 @@ def loop_world(tmp_path_factory: pytest.TempPathFactory, mlflow_db_template: Pat
                 stop=threading.Event(),
                 until=LIVE_END,
                 on_run=runs.append,
+                registry=lambda: client,
             )
             wall = time.monotonic() - t0
         finally:

@@ -17,6 +17,7 @@ from bikeshare.lake.store import Lake
 from bikeshare.lake.tables import JOB_RUNS, STATION_STATUS
 from bikeshare.orchestration.clocks import ReplayClock
 from bikeshare.orchestration.jobs import LoopEndpoints, run_loop
+from bikeshare.resources import Resources
 from bikeshare.settings import Settings
 
 START = pd.Timestamp("2023-03-08T12:00Z")
@@ -70,6 +71,7 @@ def test_a_dead_feed_fails_its_own_jobs_while_the_other_city_keeps_flowing(
             names=["ingest"],
             until=START + SPAN,
             fleet=fleet.cities,
+            registry=Resources.build(settings).registry,
         )
         clock.close()
 

@@ -225,6 +225,7 @@ def run_command(
             report = run_loop(
                 settings=settings, lake=lake, clock=clock, endpoints=endpoints, stop=stop, names=names,
                 until=stop_at, on_run=show, fleet=[city.settings for city in resources.cities()],
+                registry=resources.registry,
             )  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

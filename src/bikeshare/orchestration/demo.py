@@ -321,7 +321,7 @@ def run_demo(
             reports.append(
                 run_loop(
                     settings=soak_settings, lake=lake, clock=clock, endpoints=endpoints, stop=stop,
-                    names=SOAK_JOBS, until=soak_end, on_run=show,
+                    names=SOAK_JOBS, until=soak_end, on_run=show, registry=resources.registry,
                 )
             )  # fmt: skip
             replay.clock.pause(True)
@@ -357,7 +357,7 @@ def run_demo(
         reports.append(
             run_loop(
                 settings=settings, lake=lake, clock=clock, endpoints=endpoints, stop=stop,
-                until=plan.live_end, on_run=show,
+                until=plan.live_end, on_run=show, registry=resources.registry,
             )
         )  # fmt: skip
         replay.clock.pause(True)

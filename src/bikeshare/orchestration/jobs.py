@@ -104,18 +104,27 @@ def standard_jobs(
     endpoints: LoopEndpoints,
     recorder: JobRunRecorder,
     resources: contextlib.ExitStack,
+    registry: Callable[[], MlflowClient] | None = None,
 ) -> list[Job]:
-    """The named jobs, wired to their stages; HTTP clients are closed by ``resources``."""
+    """The named jobs, wired to their stages; HTTP clients are closed by ``resources``; ``registry``
+    gives the process's MLflow client (``Resources.registry``) to the jobs that need one (retrain,
+    retention), which refuse to be built without it."""
     every = schedules(settings)
+
+    def needs_registry(job: str) -> Callable[[], MlflowClient]:
+        if registry is None:
+            raise ValueError(f"the {job} job needs the registry: pass registry= (Resources.registry)")
+        return registry
+
     builders = {
         "ingest": lambda: _ingest(settings, lake, clock, endpoints.feed_url, resources),
         "infer": lambda: _infer(settings, lake, endpoints.endpoint_url, resources),
         "actuals": lambda: actuals_job(settings=settings, lake=lake),
         "monitor": lambda: _monitor(settings, lake, endpoints.endpoint_url, recorder),
-        "retrain": lambda: _retrain(settings, lake),
+        "retrain": lambda: _retrain(settings, lake, needs_registry("retrain")),
         "plan": lambda: _plan(settings, lake),
         "compact": lambda: compact_job(settings=settings, lake=lake),
-        "retention": lambda: retention_job(settings=settings, lake=lake),
+        "retention": lambda: retention_job(settings=settings, lake=lake, registry=needs_registry("retention")),
     }
     return [Job(name, every[name], builders[name]()) for name in check_jobs(names)]
 
@@ -265,13 +274,12 @@ def monitor_job(
     return run
 
 
-def _retrain(settings: Settings, lake: Lake) -> JobFn:
+def _retrain(settings: Settings, lake: Lake, registry: Callable[[], MlflowClient]) -> JobFn:
     from bikeshare.orchestration.pipeline import PipelineError, run_pipeline
-    from bikeshare.registry.client import open_client
 
     def run(now: pd.Timestamp, stop: threading.Event) -> JobOutcome:
         try:
-            report = run_pipeline(lake=lake, client=open_client(settings), settings=settings, end=now, stop=stop)
+            report = run_pipeline(lake=lake, client=registry(), settings=settings, end=now, stop=stop)
         except PipelineError as exc:
             return JobOutcome(RunStatus.SKIPPED, {}, error=str(exc), message=f"retrain skipped: {exc}")
         return JobOutcome(RunStatus.OK, report.details(), message=report.summary())
@@ -358,14 +366,13 @@ def production_windows(client: MlflowClient, *, city: str) -> list[TrainingWindo
     return windows
 
 
-def retention_job(*, settings: Settings, lake: Lake) -> JobFn:
+def retention_job(*, settings: Settings, lake: Lake, registry: Callable[[], MlflowClient]) -> JobFn:
     """Delete the partitions past their age per run, keeping the production models' training windows."""
     from bikeshare.lake.retention import apply_retention
-    from bikeshare.registry.client import open_client
 
     def run(now: pd.Timestamp, stop: threading.Event) -> JobOutcome:
         # an unreachable registry fails the run before anything is deleted
-        windows = production_windows(open_client(settings), city=settings.city)
+        windows = production_windows(registry(), city=settings.city)
         report = apply_retention(
             lake, city=settings.city, retention_days=settings.retention_days, now=now, windows=windows
         )
@@ -387,6 +394,7 @@ def run_loop(
     until: pd.Timestamp | None = None,
     on_run: Callable[[JobRun], None] | None = None,
     fleet: Sequence[Settings] | None = None,
+    registry: Callable[[], MlflowClient],
 ) -> RunnerReport:
     """Run the standard jobs (``names``, default ``run_jobs``) on ``clock`` until ``stop`` or ``until``.
 
@@ -408,6 +416,7 @@ def run_loop(
                 endpoints=endpoints if len(cities) == 1 else _city_endpoints(city, endpoints),
                 recorder=recorder,
                 resources=resources,
+                registry=registry,
             )
             jobs += city_jobs if len(cities) == 1 else [replace(job, city=city.city) for job in city_jobs]
         return jobs
