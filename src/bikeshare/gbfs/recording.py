@@ -324,15 +324,19 @@ def import_jsonl_recording(
     end: pd.Timestamp | str | None = None,
     city: str = "sf",
     overwrite: bool = False,
+    timezone: str | None = None,
 ) -> Recording:
     """Convert a shared JSON Lines recording folder into a recording folder at ``dest``.
 
     Keeps snapshots with ``start <= last_updated < end`` and the station_information versions in
-    force during that window. ``dest`` is written atomically (temp folder, then rename).
+    force during that window. ``dest`` is written atomically (temp folder, then rename). A folder
+    without ``system_information`` needs ``timezone`` (IANA); given, it overrides the recorded one.
     """
     src, dest = Path(src), Path(dest)
     files = {feed: src / f"{feed}.jsonl.gz" for feed in ("station_status", "station_information", "system_information")}
     for feed, path in files.items():
+        if feed == "system_information" and timezone is not None:
+            continue
         if not path.is_file():
             raise RecordingError(f"{src} is not a JSON Lines recording: {path.name} ({feed}) is missing")
     lo, hi = as_utc(start), as_utc(end)
@@ -341,11 +345,16 @@ def import_jsonl_recording(
     if dest.exists() and any(dest.iterdir()) and not overwrite:
         raise RecordingError(f"{dest} exists and is not empty; pass overwrite=True to replace it")
 
-    system = _import_system_information(files["system_information"])
     status = _import_status(files["station_status"], lo, hi)
     if status.empty:
         raise RecordingError(f"{files['station_status']}: no snapshot between {lo} and {hi}")
     first, last = status["last_updated"].iloc[0], status["last_updated"].iloc[-1]
+    if files["system_information"].is_file():
+        system = _import_system_information(files["system_information"])
+    else:
+        system = {"system_id": city, "last_updated": first.isoformat()}
+    if timezone is not None:
+        system["timezone"] = timezone
     information = _import_information(files["station_information"], first, last)
     if information.empty:
         raise RecordingError(f"{files['station_information']}: no station_information in force at {first}")
