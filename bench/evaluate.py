@@ -65,7 +65,8 @@ def resolve_sources(args: argparse.Namespace) -> list[Source]:
         sys.exit("more --timezone than --recording")
     sources = []
     for i, spec in enumerate(specs):
-        text, _, zone = spec.rpartition(":") if "/" in spec.rpartition(":")[2] else (spec, "", "")
+        head, colon, tail = spec.rpartition(":")
+        text, zone = (head, tail) if colon and "/" in tail else (spec, "")
         zone = zone or (zones[i] if i < len(zones) else "") or None
         path = Path(text)
         if not path.is_dir():

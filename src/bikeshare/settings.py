@@ -228,6 +228,13 @@ class Settings(BaseSettings):
         description="After calibration and threshold are chosen on validation, refit the booster on train + "
         "validation (same settings) so the most recent days count.",
     )
+    train_easy_negative_rate: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Share of easy negatives (label negative, count far above the shortage threshold) kept for "
+        "training, each weighted 1/rate so probabilities stay calibrated; 1: no sampling.",
+    )
     kpi_min_pr_auc: float = Field(0.70, ge=0, le=1)
     kpi_min_f1: float = Field(0.55, ge=0, le=1)
     max_overfit_gap: float = Field(0.1, ge=0, description="Largest allowed train-minus-validation PR-AUC.")
@@ -344,7 +351,10 @@ class Settings(BaseSettings):
         60.0, ge=0, description="Real seconds a shutdown waits for running jobs to finish before abandoning them."
     )
     pipeline_train_days: float | None = Field(
-        None, gt=0, description="Days of stored features, ending at the newest, the pipeline trains on; unset: all."
+        28.0,
+        gt=0,
+        description="Days of stored features, ending at the newest, the pipeline trains on (bounded, so a "
+        "retrain does not grow with the lake's age); unset (null): all.",
     )
     demo_dir: Path = Field(Path("./demo"), description="Workspace of `bikeshare demo`: lake, state, logs.")
     demo_live_start: str = Field(

@@ -7,7 +7,7 @@ snapshots (plus the same minutes on each history day), not the whole lake.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
 import duckdb
@@ -297,20 +297,43 @@ def write_features(
 
 
 def load_features(
-    *, lake: Lake, city: str, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None
+    *,
+    lake: Lake,
+    city: str,
+    start: pd.Timestamp | None = None,
+    end: pd.Timestamp | None = None,
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Feature rows stored by :func:`write_features`, optionally limited to ``[start, end]``."""
+    """Feature rows stored by :func:`write_features`, optionally limited to ``[start, end]`` and ``columns``.
+
+    Streamed by day: each day partition is read, cut to the window and the columns in Arrow, and the
+    days are converted to pandas once, freeing Arrow memory column by column (peak about one copy).
+    """
+    lo = to_utc(start) if start is not None else None
+    hi = to_utc(end) if end is not None else None
     dts = lake.partitions(FEATURES, city=city)
-    if start is not None:
-        dts = [dt for dt in dts if dt >= partition_value(to_utc(start), Grain.DAY)]
-    if end is not None:
-        dts = [dt for dt in dts if dt <= partition_value(to_utc(end), Grain.DAY)]
-    frame = features_frame(lake.read(FEATURES, city=city, dts=dts))
-    if start is not None:
-        frame = frame[frame["slot"] >= to_utc(start)]
-    if end is not None:
-        frame = frame[frame["slot"] <= to_utc(end)]
-    return frame.reset_index(drop=True)
+    if lo is not None:
+        dts = [dt for dt in dts if dt >= partition_value(lo, Grain.DAY)]
+    if hi is not None:
+        dts = [dt for dt in dts if dt <= partition_value(hi, Grain.DAY)]
+    names = list(columns) if columns is not None else FEATURES.schema.names
+    days = [_day_rows(lake.read(FEATURES, city=city, dts=[dt]), lo, hi).select(names) for dt in dts]
+    table = pa.concat_tables(days) if days else FEATURES.schema.empty_table().select(names)
+    del days
+    return features_frame(table, release=True).reset_index(drop=True)
+
+
+def _day_rows(table: pa.Table, lo: pd.Timestamp | None, hi: pd.Timestamp | None) -> pa.Table:
+    """The rows of one day's features with ``lo <= slot <= hi``."""
+    import pyarrow.compute as pc
+
+    keep = None
+    slot = table.column("slot")
+    for bound, op in ((lo, pc.greater_equal), (hi, pc.less_equal)):
+        if bound is not None:
+            cond = op(slot, pa.scalar(bound.to_pydatetime(), type=slot.type))
+            keep = cond if keep is None else pc.and_(keep, cond)
+    return table if keep is None else table.filter(keep)
 
 
 def status_span(*, lake: Lake, city: str) -> tuple[pd.Timestamp, pd.Timestamp]:

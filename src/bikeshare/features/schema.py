@@ -39,8 +39,14 @@ _PANDAS_TYPES = {
 }
 
 
-def features_frame(table: pyarrow.Table) -> pd.DataFrame:
-    """Arrow feature rows as pandas: nullable Int32/Int64/boolean, float32/float64 with NaN."""
+def features_frame(table: pyarrow.Table, *, release: bool = False) -> pd.DataFrame:
+    """Arrow feature rows as pandas: nullable Int32/Int64/boolean, float32/float64 with NaN.
+
+    ``release``: free each Arrow column once converted (the caller must not use ``table`` after),
+    so the conversion needs about one copy of the rows, not two.
+    """
+    if release:
+        return table.to_pandas(types_mapper=_PANDAS_TYPES.get, self_destruct=True, split_blocks=True)
     return table.to_pandas(types_mapper=_PANDAS_TYPES.get)
 
 

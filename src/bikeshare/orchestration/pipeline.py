@@ -4,7 +4,8 @@ register -> gate -> ``staging``. One call is one idempotent run.
 1. **Features**: the day partitions that are missing, that were built before their day (and its
    labels' horizon) was complete and can now be completed, or that were built with another
    features schema are (re)built (:func:`stale_feature_days`).
-2. **Train** each target on the stored features (the last ``pipeline_train_days`` days, else all),
+2. **Train** each target on the stored features (the last ``pipeline_train_days`` days, 28 by
+   default, streamed by day; unset: all),
    unless a version was already registered for the same data: the *pipeline key* (data window,
    row count, feature version and columns, code commit and training settings; version tag
    ``bikeshare.pipeline_key``). A second run on the same data registers nothing.
@@ -61,6 +62,7 @@ TRAINING_SETTINGS: tuple[str, ...] = (
     "train_l2",
     "train_max_bin",
     "refit_on_validation",
+    "train_easy_negative_rate",
     "random_seed",
 )
 
@@ -263,7 +265,11 @@ def _training_start(lake: Lake, settings: Settings, end: pd.Timestamp | None) ->
 
 
 def training_frame(*, lake: Lake, settings: Settings, end: pd.Timestamp | None = None) -> pd.DataFrame:
-    """Stored feature rows to train on: the last ``pipeline_train_days`` days up to ``end`` (default: all)."""
+    """Stored feature rows to train on: the last ``pipeline_train_days`` days up to ``end``, read day by day.
+
+    The window is bounded (28 days by default), so a retrain's memory and time do not grow with the
+    lake's age; unset ``pipeline_train_days`` trains on every stored day.
+    """
     from bikeshare.features.build import load_features
 
     dts = lake.partitions(FEATURES, city=settings.city)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,8 @@ from bikeshare.settings import Settings
 from bikeshare.training.bundle import LightGBMScorer, RawScorer, XGBoostScorer
 
 ALGOS: tuple[str, ...] = ("lightgbm", "xgboost")
+# Rounds without a better validation log loss after which the first fit stops.
+_EARLY_STOP_ROUNDS = 30
 
 
 @dataclass(frozen=True)
@@ -34,17 +37,92 @@ def positive_weight(y: np.ndarray, settings: Settings) -> float:
     return 1.0
 
 
+def class_weights(y: np.ndarray, settings: Settings, *, base: np.ndarray | None = None) -> np.ndarray:
+    """Row weights: ``base`` (default 1; e.g. 1/r of sampled rows) times the positive weight on positives.
+
+    The class ratio is counted in ``base`` weight, so sampled and weighted negatives count as many.
+    """
+    y = np.asarray(y, dtype=bool)
+    base = np.ones(y.size, dtype=np.float32) if base is None else np.asarray(base, dtype=np.float32)
+    positives = float(base[y].sum())
+    if positives == 0:
+        raise ValueError("the training rows hold no positive label: nothing to learn")
+    ratio = float(base[~y].sum()) / positives
+    weight = {"balanced": ratio, "sqrt": float(np.sqrt(ratio))}.get(settings.class_weight, 1.0)
+    return np.where(y, base * np.float32(weight), base).astype(np.float32)
+
+
 def fit_model(
-    x: np.ndarray, y: np.ndarray, *, feature_names: tuple[str, ...], settings: Settings, algo: str
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    feature_names: tuple[str, ...],
+    settings: Settings,
+    algo: str,
+    weight: np.ndarray | None = None,
 ) -> FittedModel:
-    """Fit ``algo`` (lightgbm or xgboost) with the regularised settings; rows weighted by class."""
+    """One plain fit of ``algo`` (lightgbm or xgboost) with the regularised settings; rows weighted by class."""
     if algo not in ALGOS:
         raise ValueError(f"unknown algo {algo!r}: expected one of {', '.join(ALGOS)}")
     y = np.asarray(y, dtype=bool)
-    weight = np.where(y, positive_weight(y, settings), 1.0)
+    weight = np.where(y, positive_weight(y, settings), 1.0) if weight is None else weight
     if algo == "lightgbm":
         return _fit_lightgbm(x, y, weight, feature_names=feature_names, settings=settings)
     return _fit_xgboost(x, y, weight, feature_names=feature_names, settings=settings)
+
+
+@dataclass(frozen=True)
+class StagedFit:
+    """A model fitted on the training rows, its raw scores there and on validation, and the kept model."""
+
+    first: FittedModel  # fitted on the training rows only: what validation scores
+    final: FittedModel  # what ships: ``first``, or the refit on training + validation rows
+    raw_train: np.ndarray  # ``first``'s raw probabilities of the training rows
+    raw_validation: np.ndarray  # ``first``'s raw probabilities of the validation rows
+    rounds: int  # boosting rounds of ``first`` (early stopping on validation)
+    timings: dict[str, float]
+
+
+def fit_staged(
+    x: np.ndarray,
+    y: np.ndarray,
+    weight: np.ndarray,
+    *,
+    train_rows: int,
+    feature_names: tuple[str, ...],
+    settings: Settings,
+    algo: str,
+    refit: bool,
+) -> StagedFit:
+    """Fit on the first ``train_rows`` rows of ``x``, score the rest (validation), optionally refit on all.
+
+    LightGBM bins ``x`` once: the training and validation parts are subsets of one Dataset, the
+    first fit stops early on validation log loss, its kept scores stand in for predictions, and
+    the refit (``refit``) reuses the bins and the first fit's round count.
+    """
+    if algo == "lightgbm":
+        return _staged_lightgbm(
+            x, y, weight, train_rows=train_rows, feature_names=feature_names, settings=settings, refit=refit
+        )
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    first = fit_model(
+        x[:train_rows],
+        y[:train_rows],
+        feature_names=feature_names,
+        settings=settings,
+        algo=algo,
+        weight=weight[:train_rows],
+    )
+    timings["fit_s"] = time.perf_counter() - started
+    raw_train = first.scorer.raw_proba(x[:train_rows])
+    raw_validation = first.scorer.raw_proba(x[train_rows:])
+    final = first
+    if refit:
+        started = time.perf_counter()
+        final = fit_model(x, y, feature_names=feature_names, settings=settings, algo=algo, weight=weight)
+        timings["refit_s"] = time.perf_counter() - started
+    return StagedFit(first, final, raw_train, raw_validation, settings.train_num_trees, timings)
 
 
 def _shares(names: tuple[str, ...], gains: np.ndarray) -> dict[str, float]:
@@ -52,12 +130,9 @@ def _shares(names: tuple[str, ...], gains: np.ndarray) -> dict[str, float]:
     return {name: float(g) / total for name, g in zip(names, gains, strict=True)}
 
 
-def _fit_lightgbm(
-    x: np.ndarray, y: np.ndarray, weight: np.ndarray, *, feature_names: tuple[str, ...], settings: Settings
-) -> FittedModel:
-    import lightgbm
-
-    params: dict[str, Any] = {
+def lightgbm_params(settings: Settings) -> dict[str, Any]:
+    """LightGBM parameters of the regularised settings (without the round count)."""
+    return {
         "objective": "binary",
         "learning_rate": settings.train_learning_rate,
         "num_leaves": settings.train_num_leaves,
@@ -73,6 +148,14 @@ def _fit_lightgbm(
         "force_row_wise": True,
         "verbose": -1,
     }
+
+
+def _fit_lightgbm(
+    x: np.ndarray, y: np.ndarray, weight: np.ndarray, *, feature_names: tuple[str, ...], settings: Settings
+) -> FittedModel:
+    import lightgbm
+
+    params = lightgbm_params(settings)
     data = lightgbm.Dataset(x, label=y.astype(np.float32), weight=weight, feature_name=list(feature_names))
     booster = lightgbm.train(params, data, num_boost_round=settings.train_num_trees)
     gains = np.asarray(booster.feature_importance(importance_type="gain"), dtype=float)
@@ -81,6 +164,85 @@ def _fit_lightgbm(
         params={**params, "num_boost_round": settings.train_num_trees},
         importance=_shares(feature_names, gains),
     )
+
+
+def _lightgbm_fitted(
+    booster: Any, params: dict[str, Any], feature_names: tuple[str, ...], settings: Settings
+) -> FittedModel:
+    gains = np.asarray(booster.feature_importance(importance_type="gain"), dtype=float)
+    return FittedModel(
+        scorer=LightGBMScorer(booster=booster, num_threads=settings.train_threads),
+        params={**params, "num_boost_round": booster.current_iteration()},
+        importance=_shares(feature_names, gains),
+    )
+
+
+def _kept_scores(booster: Any, which: str) -> np.ndarray:
+    """The probabilities LightGBM keeps for its training (``train``) or first validation set: no predict."""
+    kept: list[np.ndarray] = []
+
+    def grab(preds: np.ndarray, _: Any) -> tuple[str, float, bool]:
+        kept.append(np.asarray(preds, dtype=float))
+        return "kept", 0.0, True
+
+    (booster.eval_train if which == "train" else booster.eval_valid)(feval=grab)
+    return kept[0]
+
+
+def _staged_lightgbm(
+    x: np.ndarray,
+    y: np.ndarray,
+    weight: np.ndarray,
+    *,
+    train_rows: int,
+    feature_names: tuple[str, ...],
+    settings: Settings,
+    refit: bool,
+) -> StagedFit:
+    import lightgbm
+
+    timings: dict[str, float] = {}
+    params = lightgbm_params(settings)
+    started = time.perf_counter()
+    full = lightgbm.Dataset(
+        x,
+        label=y.astype(np.float32),
+        weight=weight,
+        feature_name=list(feature_names),
+        params=params,
+        free_raw_data=False,
+    ).construct()
+    train = full.subset(np.arange(train_rows, dtype=np.int32))
+    validation = full.subset(np.arange(train_rows, len(y), dtype=np.int32))
+    timings["bin_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    booster = lightgbm.train(
+        {**params, "metric": "binary_logloss"},
+        train,
+        num_boost_round=settings.train_num_trees,
+        valid_sets=[validation],
+        callbacks=[lightgbm.early_stopping(_EARLY_STOP_ROUNDS, verbose=False)],
+        keep_training_booster=True,
+    )
+    timings["fit_s"] = time.perf_counter() - started
+    rounds = int(booster.best_iteration or booster.current_iteration())
+    if rounds < booster.current_iteration():
+        kept = lightgbm.Booster(model_str=booster.model_to_string(num_iteration=rounds))
+        raw_train = kept.predict(x[:train_rows], num_threads=settings.train_threads)
+        raw_validation = kept.predict(x[train_rows:], num_threads=settings.train_threads)
+    else:
+        raw_train, raw_validation = _kept_scores(booster, "train"), _kept_scores(booster, "valid")
+        kept = lightgbm.Booster(model_str=booster.model_to_string())
+    del booster, train, validation
+    timings["score_validation_s"] = time.perf_counter() - started - timings["fit_s"]
+    booster = kept
+    first = _lightgbm_fitted(booster, params, feature_names, settings)
+    final = first
+    if refit:
+        started = time.perf_counter()
+        final = _lightgbm_fitted(lightgbm.train(params, full, num_boost_round=rounds), params, feature_names, settings)
+        timings["refit_s"] = time.perf_counter() - started
+    return StagedFit(first, final, raw_train, raw_validation, rounds, timings)
 
 
 def _fit_xgboost(

@@ -19,9 +19,10 @@ from bikeshare.training import artifacts as art
 from bikeshare.training.bundle import BundleMeta, ModelBundle
 from bikeshare.training.evaluate import evaluate_scores, label_column, labelled_rows
 from bikeshare.training.metrics import best_fbeta_threshold, fit_isotonic, pr_auc
-from bikeshare.training.models import fit_model
+from bikeshare.training.models import class_weights, fit_staged
 from bikeshare.training.report import EvaluationReport
-from bikeshare.training.split import TimeSplit, plan_split, split_frame
+from bikeshare.training.sampling import easy_negative_sampling, stacked_matrix
+from bikeshare.training.split import TimeSplit, plan_split
 
 # The train PR-AUC of the overfit check is measured on at most this many training rows.
 _TRAIN_SCORE_ROWS = 400_000
@@ -66,42 +67,52 @@ def train_model(
     Artifacts (PNG curves, model card) are written to ``artifacts_dir``.
     """
     timings: dict[str, float] = {}
-    rows = labelled_rows(features, target)
-    if rows.empty:
-        raise ValueError(f"no feature rows with a known {label_column(target)} label to train on")
-    split = plan_split(rows["slot"], settings=settings, test_start=test_start, validation_start=validation_start)
-    train, validation, test = split_frame(rows, split)
     y_col = label_column(target)
+    if y_col not in features.columns:
+        labelled_rows(features, target)  # raises the error that names the missing column
+    labelled = features[y_col].notna().to_numpy()
+    if not labelled.any():
+        raise ValueError(f"no feature rows with a known {label_column(target)} label to train on")
+    slots = features["slot"]
+    split = plan_split(slots[labelled], settings=settings, test_start=test_start, validation_start=validation_start)
+    parts = [labelled & ((slots >= lo) & (slots <= hi)).to_numpy() for lo, hi in (split.train, split.validation)]
     names = tuple(FEATURE_COLUMNS)
-    y_train = train[y_col].to_numpy(dtype=bool)
-    y_val = validation[y_col].to_numpy(dtype=bool)
+    started = time.perf_counter()
+    labels = features[y_col].to_numpy(dtype=bool, na_value=False)
+    y_val = labels[parts[1]]
     if not y_val.any():
         raise ValueError("the validation rows hold no positive label: a longer window is needed")
+    sampling = easy_negative_sampling(features, parts[0], target=target, settings=settings)
+    parts[0] = sampling.kept
+    x = stacked_matrix(features, parts, names)
+    y = np.concatenate([labels[parts[0]], y_val])
+    train_rows = int(parts[0].sum())
+    weight = class_weights(y, settings, base=np.concatenate([sampling.weight, np.ones(y_val.size, np.float32)]))
+    timings["matrix_s"] = time.perf_counter() - started
 
+    staged = fit_staged(
+        x,
+        y,
+        weight,
+        train_rows=train_rows,
+        feature_names=names,
+        settings=settings,
+        algo=algo,
+        refit=settings.refit_on_validation,
+    )
+    timings.update(staged.timings)
+    fitted = staged.final
     started = time.perf_counter()
-    fitted = fit_model(feature_matrix(train, names), y_train, feature_names=names, settings=settings, algo=algo)
-    timings["fit_s"] = time.perf_counter() - started
-
-    raw_val = fitted.scorer.raw_proba(feature_matrix(validation, names))
-    calibration = fit_isotonic(raw_val, y_val)
-    proba_val = calibration.apply(raw_val)
+    calibration = fit_isotonic(staged.raw_validation, y_val)
+    proba_val = calibration.apply(staged.raw_validation)
     choice = best_fbeta_threshold(y_val, proba_val, beta=settings.fbeta)
-    sample = train.sample(n=min(len(train), _TRAIN_SCORE_ROWS), random_state=settings.random_seed)
-    train_pr_auc = pr_auc(sample[y_col].to_numpy(dtype=bool), fitted.scorer.raw_proba(feature_matrix(sample, names)))
+    pick = np.random.default_rng(settings.random_seed).permutation(train_rows)[:_TRAIN_SCORE_ROWS]
+    train_pr_auc = pr_auc(y[pick], staged.raw_train[pick])
     validation_pr_auc = pr_auc(y_val, proba_val)
-    if settings.refit_on_validation:
-        # The calibration and threshold chosen above stay; the booster is refitted on train and
-        # validation together, so that the most recent days are learnt from too.
-        started = time.perf_counter()
-        both = pd.concat([train, validation])
-        fitted = fit_model(
-            feature_matrix(both, names),
-            both[y_col].to_numpy(dtype=bool),
-            feature_names=names,
-            settings=settings,
-            algo=algo,
-        )
-        timings["refit_s"] = time.perf_counter() - started
+    timings["calibrate_s"] = time.perf_counter() - started
+    train_count, validation_count, rounds = sampling.rows, int(y_val.size), staged.rounds
+    del x, y, weight, staged
+    test = features[labelled & ((slots >= split.test[0]) & (slots <= split.test[1])).to_numpy()]
 
     meta = BundleMeta(
         target=target,
@@ -117,10 +128,11 @@ def train_model(
             "city": settings.city,
             "trained_at": datetime.now(UTC).isoformat(),
             "split": split.as_dict(),
-            "train_rows": len(train),
-            "validation_rows": len(validation),
+            "train_rows": train_count,
+            "validation_rows": validation_count,
             "test_rows": len(test),
             "refit_on_validation": settings.refit_on_validation,
+            **sampling.params(),
         },
     )
     bundle = ModelBundle(meta=meta, scorer=fitted.scorer)
@@ -146,6 +158,7 @@ def train_model(
             "split": split.as_dict(),
         },
     )
+    started = time.perf_counter()
     out = artifacts_dir or default_artifacts_dir(settings, target)
     paths = write_artifacts(
         out,
@@ -159,7 +172,9 @@ def train_model(
         params=fitted.params,
         importance=fitted.importance,
     )
-    window = (pd.Timestamp(rows["slot"].min()).isoformat(), pd.Timestamp(rows["slot"].max()).isoformat())
+    timings["artifacts_s"] = time.perf_counter() - started
+    held = slots[labelled]
+    window = (pd.Timestamp(held.min()).isoformat(), pd.Timestamp(held.max()).isoformat())
     params = {
         **{k: v for k, v in fitted.params.items() if k not in ("verbose", "verbosity")},
         "algo": algo,
@@ -171,9 +186,11 @@ def train_model(
         "horizon_min": settings.horizon_min,
         "shortage_threshold": settings.shortage_threshold,
         "features": len(names),
-        "train_rows": len(train),
-        "validation_rows": len(validation),
+        "train_rows": train_count,
+        "validation_rows": validation_count,
         "test_rows": len(test),
+        "first_fit_rounds": rounds,
+        **sampling.params(),
     }
     return TrainingResult(
         bundle=bundle,
