@@ -154,6 +154,7 @@ def evaluate_city(source: Source, args: argparse.Namespace) -> dict[str, object]
     """Build, train and test one recording; print its table; return its figures."""
     from bikeshare.features.build import load_features, online_features, status_span, write_features
     from bikeshare.lake.store import Lake
+    from bikeshare.lake.tables import FEATURES
     from bikeshare.settings import Settings
     from bikeshare.training.train import train_model
 
@@ -174,7 +175,10 @@ def evaluate_city(source: Source, args: argparse.Namespace) -> dict[str, object]
     span_days = (last - first).total_seconds() / 86400
 
     started = time.perf_counter()
-    written = write_features(lake=lake, start=first, end=last, settings=settings)
+    if args.reuse_features and lake.partitions(FEATURES, city=settings.city):
+        written = [dt for dt in lake.partitions(FEATURES, city=settings.city) if dt >= f"{first:%Y-%m-%d}"]
+    else:
+        written = write_features(lake=lake, start=first, end=last, settings=settings)
     build_s = time.perf_counter() - started
     start = last - pd.Timedelta(days=args.days) if args.days else None
     frame = load_features(lake=lake, city=settings.city, start=start)
@@ -223,7 +227,8 @@ def evaluate_city(source: Source, args: argparse.Namespace) -> dict[str, object]
         print(
             f"{source.city} {target}: trained and evaluated in {train_s:.1f} s (peak RSS {train_rss:.0f} MB); "
             f"one plain fit {fit_s:.1f} s (peak RSS {fit_rss:.0f} MB): {train_s / fit_s:.2f}x; "
-            f"load {load_before} -> {timing['load_after']}",
+            f"load {load_before} -> {timing['load_after']}; stages "
+            + ", ".join(f"{k.removesuffix('_s')} {v:.1f}" for k, v in result.timings.items()),
             flush=True,
         )
 
@@ -327,6 +332,9 @@ def main() -> None:
     parser.add_argument("--algo", default="lightgbm", choices=("lightgbm", "xgboost"))
     parser.add_argument("--days", type=float, help="use only the last DAYS days of features (default: all)")
     parser.add_argument("--test-days", type=float, default=7.0, help="days at the end that are tested on")
+    parser.add_argument(
+        "--reuse-features", action="store_true", help="use the features a previous run stored (build not timed)"
+    )
     parser.add_argument("--fresh", action="store_true", help="backfill again even if the cache holds the lake")
     parser.add_argument(
         "--keep-masked",

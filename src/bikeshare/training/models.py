@@ -13,7 +13,7 @@ from bikeshare.training.bundle import LightGBMScorer, RawScorer, XGBoostScorer
 
 ALGOS: tuple[str, ...] = ("lightgbm", "xgboost")
 # Rounds without a better validation log loss after which the first fit stops.
-_EARLY_STOP_ROUNDS = 30
+EARLY_STOP_ROUNDS = 30
 
 
 @dataclass(frozen=True)
@@ -221,7 +221,7 @@ def _staged_lightgbm(
         train,
         num_boost_round=settings.train_num_trees,
         valid_sets=[validation],
-        callbacks=[lightgbm.early_stopping(_EARLY_STOP_ROUNDS, verbose=False)],
+        callbacks=[lightgbm.early_stopping(EARLY_STOP_ROUNDS, verbose=False)],
         keep_training_booster=True,
     )
     timings["fit_s"] = time.perf_counter() - started

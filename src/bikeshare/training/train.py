@@ -19,7 +19,7 @@ from bikeshare.training import artifacts as art
 from bikeshare.training.bundle import BundleMeta, ModelBundle
 from bikeshare.training.evaluate import evaluate_scores, label_column, labelled_rows
 from bikeshare.training.metrics import best_fbeta_threshold, fit_isotonic, pr_auc
-from bikeshare.training.models import class_weights, fit_staged
+from bikeshare.training.models import EARLY_STOP_ROUNDS, class_weights, fit_staged
 from bikeshare.training.report import EvaluationReport
 from bikeshare.training.sampling import easy_negative_sampling, stacked_matrix
 from bikeshare.training.split import TimeSplit, plan_split
@@ -190,6 +190,7 @@ def train_model(
         "validation_rows": validation_count,
         "test_rows": len(test),
         "first_fit_rounds": rounds,
+        "early_stopping_rounds": EARLY_STOP_ROUNDS if algo == "lightgbm" else None,
         **sampling.params(),
     }
     return TrainingResult(
