@@ -77,7 +77,7 @@ class StagedFit:
 
     first: FittedModel  # fitted on the training rows only: what validation scores
     final: FittedModel  # what ships: ``first``, or the refit on training + validation rows
-    raw_train: np.ndarray  # ``first``'s raw probabilities of the training rows
+    raw_train: np.ndarray  # ``first``'s raw probabilities of the training rows ``train_scored``
     raw_validation: np.ndarray  # ``first``'s raw probabilities of the validation rows
     rounds: int  # boosting rounds of ``first`` (early stopping on validation)
     timings: dict[str, float]
@@ -89,12 +89,14 @@ def fit_staged(
     weight: np.ndarray,
     *,
     train_rows: int,
+    train_scored: np.ndarray,
     feature_names: tuple[str, ...],
     settings: Settings,
     algo: str,
     refit: bool,
 ) -> StagedFit:
-    """Fit on the first ``train_rows`` rows of ``x``, score the rest (validation), optionally refit on all.
+    """Fit on the first ``train_rows`` rows of ``x``, score the rest (validation) and the training rows
+    ``train_scored`` (indices, for the overfit check), optionally refit on all.
 
     LightGBM bins ``x`` once: the training and validation parts are subsets of one Dataset, the
     first fit stops early on validation log loss, its kept scores stand in for predictions, and
@@ -102,7 +104,14 @@ def fit_staged(
     """
     if algo == "lightgbm":
         return _staged_lightgbm(
-            x, y, weight, train_rows=train_rows, feature_names=feature_names, settings=settings, refit=refit
+            x,
+            y,
+            weight,
+            train_rows=train_rows,
+            train_scored=train_scored,
+            feature_names=feature_names,
+            settings=settings,
+            refit=refit,
         )
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -115,7 +124,7 @@ def fit_staged(
         weight=weight[:train_rows],
     )
     timings["fit_s"] = time.perf_counter() - started
-    raw_train = first.scorer.raw_proba(x[:train_rows])
+    raw_train = first.scorer.raw_proba(x[train_scored])
     raw_validation = first.scorer.raw_proba(x[train_rows:])
     final = first
     if refit:
@@ -195,6 +204,7 @@ def _staged_lightgbm(
     weight: np.ndarray,
     *,
     train_rows: int,
+    train_scored: np.ndarray,
     feature_names: tuple[str, ...],
     settings: Settings,
     refit: bool,
@@ -228,10 +238,10 @@ def _staged_lightgbm(
     rounds = int(booster.best_iteration or booster.current_iteration())
     if rounds < booster.current_iteration():
         kept = lightgbm.Booster(model_str=booster.model_to_string(num_iteration=rounds))
-        raw_train = kept.predict(x[:train_rows], num_threads=settings.train_threads)
+        raw_train = kept.predict(x[train_scored], num_threads=settings.train_threads)
         raw_validation = kept.predict(x[train_rows:], num_threads=settings.train_threads)
     else:
-        raw_train, raw_validation = _kept_scores(booster, "train"), _kept_scores(booster, "valid")
+        raw_train, raw_validation = _kept_scores(booster, "train")[train_scored], _kept_scores(booster, "valid")
         kept = lightgbm.Booster(model_str=booster.model_to_string())
     del booster, train, validation
     timings["score_validation_s"] = time.perf_counter() - started - timings["fit_s"]

@@ -90,11 +90,13 @@ def train_model(
     weight = class_weights(y, settings, base=np.concatenate([sampling.weight, np.ones(y_val.size, np.float32)]))
     timings["matrix_s"] = time.perf_counter() - started
 
+    pick = np.sort(np.random.default_rng(settings.random_seed).permutation(train_rows)[:_TRAIN_SCORE_ROWS])
     staged = fit_staged(
         x,
         y,
         weight,
         train_rows=train_rows,
+        train_scored=pick,
         feature_names=names,
         settings=settings,
         algo=algo,
@@ -106,8 +108,7 @@ def train_model(
     calibration = fit_isotonic(staged.raw_validation, y_val)
     proba_val = calibration.apply(staged.raw_validation)
     choice = best_fbeta_threshold(y_val, proba_val, beta=settings.fbeta)
-    pick = np.random.default_rng(settings.random_seed).permutation(train_rows)[:_TRAIN_SCORE_ROWS]
-    train_pr_auc = pr_auc(y[pick], staged.raw_train[pick])
+    train_pr_auc = pr_auc(y[pick], staged.raw_train)
     validation_pr_auc = pr_auc(y_val, proba_val)
     timings["calibrate_s"] = time.perf_counter() - started
     train_count, validation_count, rounds = sampling.rows, int(y_val.size), staged.rounds
