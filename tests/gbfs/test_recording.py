@@ -240,3 +240,30 @@ def test_a_cut_refuses_an_empty_or_reversed_window(shipped: Recording, tmp_path:
     with pytest.raises(ValueError, match="start < end"):
         shipped.cut(tmp_path / "reversed", start=CUT_END, end=CUT_START)
     assert not (tmp_path / "empty").exists()
+
+
+def test_an_archive_without_system_information_needs_a_time_zone(jsonl_cut: Path, tmp_path: Path) -> None:
+    """As the Oslo archive: no system_information; --timezone or the fleet file's city table gives the zone."""
+    bare = tmp_path / "no-system"
+    bare.mkdir()
+    for name in ("station_status", "station_information"):
+        (bare / f"{name}.jsonl.gz").write_bytes((jsonl_cut / f"{name}.jsonl.gz").read_bytes())
+    window = ["--start", CUT_START.isoformat(), "--end", CUT_END.isoformat(), "--city", "oslo"]
+    runner = CliRunner()
+    refused = runner.invoke(
+        app, ["recording", "import", str(bare), str(tmp_path / "a"), *window], env={"COLUMNS": "400"}
+    )
+    assert refused.exit_code == 2 and not (tmp_path / "a").exists()
+    assert "no time zone: pass --timezone" in " ".join(refused.output.split()), refused.output
+    given = runner.invoke(
+        app, ["recording", "import", str(bare), str(tmp_path / "b"), *window, "--timezone", "Europe/Oslo"]
+    )
+    assert given.exit_code == 0, given.output
+    assert Recording.open(tmp_path / "b").system_information["timezone"] == "Europe/Oslo"
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text('[[cities]]\nkey = "oslo"\nfeed_url = "http://127.0.0.1:9/gbfs.json"\ntimezone = "Europe/Oslo"\n')
+    from_fleet = runner.invoke(
+        app, ["--fleet", str(fleet), "recording", "import", str(bare), str(tmp_path / "c"), *window]
+    )
+    assert from_fleet.exit_code == 0, from_fleet.output
+    assert Recording.open(tmp_path / "c").manifest["system_information"]["timezone"] == "Europe/Oslo"

@@ -105,6 +105,16 @@ def fleet_of(state: CliState, base: Settings) -> Fleet | None:
         raise typer.BadParameter(str(exc), param_hint="--fleet") from None
 
 
+def city_settings(ctx: typer.Context, key: str) -> Settings:
+    """City ``key``'s settings: its table of the ``--fleet`` file, else the settings with ``city=key``
+    (for a command that needs a city's settings but no adapters, such as a recording import)."""
+    state = _state(ctx)
+    fleet = fleet_of(state, state.settings)
+    if fleet is not None and key in fleet.keys:
+        return fleet.settings_of(key)
+    return state.settings if key == state.settings.city else state.settings.with_values(city=key)
+
+
 def city_of(ctx: typer.Context, **resources: Any) -> CityContext:
     """The one city a command acts on: ``--city`` (or the fleet's only city); ``resources`` go to
     :func:`resources_of`. An unknown or missing ``--city`` is a usage error naming the fleet's cities."""

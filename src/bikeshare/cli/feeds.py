@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bikeshare.cli.app import app, city_of, settings_of, window_options
+from bikeshare.cli.app import app, city_of, city_settings, settings_of, window_options
 
 recording_app = typer.Typer(no_args_is_help=True, help="GBFS recordings in the project's compact format.")
 app.add_typer(recording_app, name="recording")
@@ -25,14 +25,19 @@ def recording_import(
     ] = None,
     end: Annotated[str | None, typer.Option(help="Exclusive end, ISO.")] = None,
     city: Annotated[str | None, typer.Option(help="City key for the manifest; default: the city setting.")] = None,
+    timezone: Annotated[
+        str | None,
+        typer.Option(help="IANA time zone for an archive without system_information; default: the city's setting."),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing, non-empty DEST.")] = False,
 ) -> None:
     """Convert a JSON Lines GBFS recording (../shared/data format) into a recording folder."""
     from bikeshare.gbfs.recording import RecordingError, import_jsonl_recording
 
-    settings = settings_of(ctx)
+    key = city or settings_of(ctx).city
+    zone = timezone or city_settings(ctx, key).timezone
     try:
-        rec = import_jsonl_recording(src, dest, start=start, end=end, city=city or settings.city, overwrite=overwrite)
+        rec = import_jsonl_recording(src, dest, start=start, end=end, city=key, overwrite=overwrite, timezone=zone)
     except (RecordingError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from exc
     m = rec.manifest

@@ -337,6 +337,11 @@ def import_jsonl_recording(
     for feed, path in files.items():
         if feed == "system_information" and timezone is not None:
             continue
+        if feed == "system_information" and not path.is_file():
+            raise RecordingError(
+                f"{src} has no {path.name}, so the recording has no time zone: pass --timezone (IANA, e.g. "
+                "Europe/Oslo) or set the city's timezone (a setting, or its table in the fleet file)"
+            )
         if not path.is_file():
             raise RecordingError(f"{src} is not a JSON Lines recording: {path.name} ({feed}) is missing")
     lo, hi = as_utc(start), as_utc(end)

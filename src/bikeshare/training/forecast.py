@@ -295,7 +295,7 @@ def train_forecast(
     horizons = forecast_horizons(settings)
     if features.empty:
         raise ValueError("no feature rows to train the forecast models on")
-    split_settings = settings.model_copy(update={"horizon_min": max(horizons)})
+    split_settings = settings.with_values(horizon_min=max(horizons))
     split = plan_split(
         features["slot"], settings=split_settings, test_start=test_start, validation_start=validation_start
     )
