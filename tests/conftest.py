@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,12 @@ import pytest
 from bikeshare.lake.store import Lake
 from bikeshare.settings import Settings
 from bikeshare.training.forecast import ForecastTrainingResult
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """As ``Resources.build`` does for a process: OpenMP (LightGBM) threads sleep instead of spinning
+    while they wait. Two xdist workers share two cores; spinning made each fit 2-3x slower."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture
