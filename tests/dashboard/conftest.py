@@ -265,3 +265,46 @@ def world_env(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("BIKESHARE_CONFIG", raising=False)
     yield world
+
+
+OSLO = "oslo"
+OSLO_CUT = (pd.Timestamp("2023-06-09T12:00Z"), pd.Timestamp("2023-06-09T14:00Z"))
+OSLO_STALE_BY = pd.Timedelta(hours=3)  # the runner kept running this long after Oslo's last snapshot
+
+
+def build_fleet_world(world: World, root: Path) -> World:
+    """The world's lake (copied) with a second city: 2 h of the shipped Oslo slice (GBFS 2.2), whose
+    feed then stopped: an ingest run of the runner failed 3 h after its last snapshot (a stale city)."""
+    from bikeshare.ingest.backfill import backfill
+
+    lake_dir = root / "lake"
+    shutil.copytree(world.lake_dir, lake_dir)
+    oslo_slice = default_recording_path().parent / "oslo-2023-06-08_16"
+    cut = Recording.open(oslo_slice).cut(root / "oslo", start=OSLO_CUT[0], end=OSLO_CUT[1])
+    settings = world.settings.with_values(lake_uri=str(lake_dir))
+    lake = Lake.open(str(lake_dir))
+    report = backfill(recording=cut, lake=lake, settings=settings.with_values(city=OSLO), workers=1)
+    assert report.committed > 0, report.summary()
+    con = lake.connect()
+    last = pd.Timestamp(con.execute("SELECT max(last_updated) FROM station_status WHERE city = 'oslo'").fetchone()[0])
+    con.close()
+    at = last + OSLO_STALE_BY
+    run = {
+        "run_id": "ingest-oslo-late",
+        "job": "ingest",
+        "scheduled_at": at,
+        "started_at": at,
+        "finished_at": at + pd.Timedelta(seconds=30),
+        "duration_s": 30.0,
+        "lag_s": 0.0,
+        "status": "failed",
+        "error": "feed timed out",
+        "details": "{}",
+    }
+    lake.write(JOB_RUNS, pd.DataFrame([run]), city=OSLO, dt=partition_value(at, Grain.DAY), name="runs")
+    return World(lake_dir=lake_dir, state_dir=world.state_dir, settings=settings)
+
+
+@pytest.fixture(scope="session")
+def fleet_world(world: World, tmp_path_factory: pytest.TempPathFactory) -> World:
+    return build_fleet_world(world, tmp_path_factory.mktemp("dashboard-fleet"))

@@ -70,10 +70,10 @@ def ranked_by(
     return keyed.sort_values(["tie", "short", "station_id"], ascending=[False, False, True], kind="mergesort")
 
 
-def test_app_entry_lists_the_five_pages(world_env: World) -> None:
+def test_app_entry_lists_the_pages(world_env: World) -> None:
     at = AppTest.from_file(str(PAGES_DIR.parent / "app.py"), default_timeout=120).run()
     assert not at.exception
-    assert [p[1] for p in PAGES] == ["Map", "Top-N risk", "Model health", "System health", "Data freshness"]
+    assert [p[1] for p in PAGES] == ["Fleet", "Map", "Top-N risk", "Model health", "System health", "Data freshness"]
     at.switch_page("pages/top_risk.py").run()
     assert not at.exception
     assert at.title[0].value == "Top-N risk"

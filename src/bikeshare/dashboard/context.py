@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import getpass
 import html
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -27,6 +29,7 @@ from bikeshare.dashboard.status import (
     job_staleness,
     worst,
 )
+from bikeshare.fleet import FLEET_ENV_VAR, Fleet, FleetError, load_fleet
 from bikeshare.lake.store import parse_partition_value
 from bikeshare.settings import Settings, load_settings
 
@@ -65,26 +68,103 @@ class PageContext:
         return self.fmt(parse_partition_value(dt)) if dt else "-"
 
 
-def current_city(settings: Settings) -> str:
-    """The city every page shows: the one place a city picker will set it."""
-    return settings.city
+# session_state keys of the city picker: the picked city (the sidebar widget's key), and a city
+# another page asks for (set before the widget exists, on the next run).
+CITY_KEY = "city"
+PICK_KEY = "_pick_city"
+KEPT_KEY = "_city"  # a copy that is not a widget's: Streamlit drops a widget's state on a run without it
 
 
-def page_context() -> PageContext:
-    """Settings from the environment (``bikeshare dashboard`` passes them), the source, the time zone."""
-    settings = load_settings()
-    src = q.Source(settings.lake_uri, settings.s3_endpoint_url, current_city(settings))
+@st.cache_resource(show_spinner=False)
+def _fleet_file(path: str, mtime: float, _base: Settings) -> Fleet | str:
+    try:
+        return load_fleet(Path(path), _base)
+    except FleetError as exc:
+        return str(exc)
+
+
+def fleet_of(base: Settings) -> Fleet | None:
+    """The fleet file the dashboard was started with (``bikeshare --fleet f dashboard``), if any.
+
+    A broken file is named in the sidebar and ignored (the cities then come from the lake)."""
+    path = os.environ.get(FLEET_ENV_VAR)
+    if not path:
+        return None
+    mtime = Path(path).stat().st_mtime if Path(path).is_file() else 0.0
+    found = _fleet_file(path, mtime, base)
+    if isinstance(found, str):
+        st.sidebar.error(f"Fleet file not used: {found}")
+        return None
+    return found
+
+
+def city_choices(base: Settings) -> list[str]:
+    """The cities the picker offers: the fleet file's (in its order), then the lake's other cities;
+    the ``city`` setting alone when there are none yet."""
+    fleet = fleet_of(base)
+    keys = list(fleet.keys) if fleet is not None else []
+    lake = q.lake_cities(base.lake_uri, base.s3_endpoint_url, q.epoch_of(base.dashboard_cache_ttl_s))
+    keys += [key for key in lake if key not in keys]
+    return keys or [base.city]
+
+
+def current_city(base: Settings) -> str:
+    """The city every page shows, from one place: the sidebar picker, else the ``?city=`` of the URL,
+    else the ``city`` setting (when the lake or fleet has it), else the first city."""
+    choices = city_choices(base)
+    state = st.session_state
+    for asked in (state.get(PICK_KEY), state.get(CITY_KEY), state.get(KEPT_KEY), st.query_params.get(CITY_KEY)):
+        if asked in choices:
+            return str(asked)
+    return base.city if base.city in choices else choices[0]
+
+
+def city_settings(base: Settings, key: str) -> Settings:
+    """The settings of city ``key``: its fleet file entry, else ``base`` for that city."""
+    fleet = fleet_of(base)
+    if fleet is not None and key in fleet.keys:
+        return fleet.settings_of(key)
+    return base if base.city == key else base.with_values(city=key)
+
+
+def city_picker(base: Settings) -> str:
+    """The sidebar's city picker (drawn by the app's entry, so it is the same widget on every page);
+    the picked city is also kept in the URL (``?city=``); returns it."""
+    choices = city_choices(base)
+    if PICK_KEY in st.session_state:  # a page asked for a city (the fleet overview's Open buttons)
+        st.session_state[CITY_KEY] = st.session_state.pop(PICK_KEY)
+    if st.session_state.get(CITY_KEY) not in choices:
+        st.session_state[CITY_KEY] = current_city(base)
+    key = str(st.sidebar.selectbox("City", choices, key=CITY_KEY, help="The city every page shows."))
+    st.session_state[KEPT_KEY] = key
+    if st.query_params.get(CITY_KEY) != key:
+        st.query_params[CITY_KEY] = key
+    return key
+
+
+def city_context(base: Settings, key: str) -> PageContext:
+    """The context of city ``key``: its settings and source, the cache period, its time zone (its
+    system_information, else its ``timezone`` setting, else UTC)."""
+    settings = city_settings(base, key)
+    src = q.Source(settings.lake_uri, settings.s3_endpoint_url, key)
     epoch = q.epoch_of(settings.dashboard_cache_ttl_s)
     info = q.system_info(src, epoch)
-    if info.empty or not info["timezone"].iloc[0]:
-        return PageContext(settings=settings, src=src, epoch=epoch, tz="UTC", system_name=None)
+    fallback = settings.timezone or "UTC"
+    if info.empty:
+        return PageContext(settings=settings, src=src, epoch=epoch, tz=fallback, system_name=None)
     return PageContext(
         settings=settings,
         src=src,
         epoch=epoch,
-        tz=str(info["timezone"].iloc[0]),
+        tz=str(info["timezone"].iloc[0] or fallback),
         system_name=str(info["name"].iloc[0]) if info["name"].iloc[0] else None,
     )
+
+
+def page_context() -> PageContext:
+    """Settings from the environment (``bikeshare dashboard`` passes them) for the picked city."""
+    base = load_settings()
+    return city_context(base, current_city(base))
 
 
 def no_data(ctx: PageContext, what: str, table: str, *, extra: str = "") -> None:
@@ -107,7 +187,8 @@ def _registry_loader(tracking_uri: str, city: str, max_age_s: float, _settings: 
 
 
 def registry_loader(settings: Settings) -> RegistryLoader:
-    """The process's background reader of the MLflow registry for this store and city."""
+    """The process's background reader of the MLflow registry for this store and the city of
+    ``settings`` (the picked city's, see :func:`city_settings`)."""
     return _registry_loader(settings.tracking_uri, settings.city, max(settings.dashboard_cache_ttl_s, 60.0), settings)
 
 

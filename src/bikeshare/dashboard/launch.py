@@ -57,9 +57,17 @@ def streamlit_command(*, port: int, python: str | None = None) -> list[str]:
     ]
 
 
-def run_dashboard(settings: Settings, *, port: int) -> int:
-    """Run Streamlit until it exits, Ctrl-C or SIGTERM (passed on to it); return its exit code."""
-    child = subprocess.Popen(streamlit_command(port=port), env=settings_env(settings))  # noqa: S603
+def run_dashboard(settings: Settings, *, port: int, fleet_file: Path | None = None) -> int:
+    """Run Streamlit until it exits, Ctrl-C or SIGTERM (passed on to it); return its exit code.
+
+    ``fleet_file`` (``bikeshare --fleet f dashboard``) goes to the app as ``BIKESHARE_FLEET``: its
+    cities join the lake's in the city picker."""
+    from bikeshare.fleet import FLEET_ENV_VAR
+
+    env = settings_env(settings)
+    if fleet_file is not None:
+        env[FLEET_ENV_VAR] = str(fleet_file.resolve())
+    child = subprocess.Popen(streamlit_command(port=port), env=env)  # noqa: S603
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         child.send_signal(signum)

@@ -218,6 +218,17 @@ def _minute(ts: pd.Timestamp) -> str:
 
 
 @_cached
+def lake_cities(lake_uri: str, s3_endpoint_url: str | None, epoch: int) -> list[str]:
+    """The cities with station snapshots in the lake (its ``city=`` folders of station_status), sorted."""
+    lake = reader(Source(lake_uri, s3_endpoint_url, ""), epoch).lake
+    root = lake.table_root(spec_of("station_status"))
+    if not lake.fs.exists(root):
+        return []
+    names = (p.rstrip("/").rsplit("/", 1)[-1] for p in lake.fs.ls(root, detail=False))
+    return sorted(n.removeprefix("city=") for n in names if n.startswith("city="))
+
+
+@_cached
 def partition_list(src: Source, epoch: int, table: str) -> list[str]:
     """Every ``dt`` folder of a table for the city, oldest first (one folder listing, no file glob)."""
     return reader(src, epoch).lake.partition_dirs(spec_of(table), city=src.city)

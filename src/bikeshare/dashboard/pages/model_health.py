@@ -135,12 +135,28 @@ def lift_panel(ctx: PageContext, lift: pd.DataFrame) -> None:
         f"on the same joined rows; lift = model - persistence. **Onsets** (count > {ctx.settings.shortage_threshold} "
         "at prediction time: the shortage has not begun) is the row that matters: there persistence has no signal."
     )
+    st.markdown(onset_lift_html(wide), unsafe_allow_html=True)
     st.dataframe(
         wide.rename(columns={"model": "model PR-AUC (daily)", "persistence": "persistence PR-AUC (daily)"}),
         hide_index=True,
         column_config={"day": st.column_config.DateColumn(f"day ({ctx.tz})")},
         key="lift_table",
     )
+
+
+def onset_lift_html(wide: pd.DataFrame) -> str:
+    """The newest day's onset row per target as one line (the table is a canvas: this line is text)."""
+    newest = wide[(wide["subset"] == "onsets") & (wide["day"] == wide["day"].max())]
+    parts = [
+        f'<span class="bs-onset-lift" data-target="{r.target}" data-lift="{r.lift}">'
+        f"<b>{r.target}</b> lift {r.lift:+.3f} (model {r.model:.3f}, persistence {r.persistence:.3f}, "
+        f"{int(r.rows)} rows)</span>"
+        for r in newest.itertuples(index=False)
+        if pd.notna(r.lift)
+    ]
+    if not parts:
+        return '<p class="bs-onset-lift-none">Onsets of the newest day: no row with both scores yet.</p>'
+    return f"<p><b>Onsets, newest day ({newest['day'].iloc[0]}):</b> {' · '.join(parts)}</p>"
 
 
 def calibration_panel(ctx: PageContext, table: pd.DataFrame, days: int) -> None:

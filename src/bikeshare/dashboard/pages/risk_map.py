@@ -3,6 +3,7 @@ the latest rebalancing plan's routes and benefit."""
 
 from __future__ import annotations
 
+import html
 from datetime import timedelta
 
 import pandas as pd
@@ -22,6 +23,7 @@ from bikeshare.dashboard.charts import (
     scale_bar,
     text_time,
     time_lines,
+    view_bounds,
 )
 from bikeshare.dashboard.context import PageContext, no_data, page_context, page_done, page_start
 from bikeshare.dashboard.status import Clock, humanise
@@ -146,7 +148,7 @@ def render_map(ctx: PageContext, stations: pd.DataFrame, stops: pd.DataFrame, ch
                 pickable=False,
             )
         )
-    view, (lat, _lon, zoom) = map_view(placed)
+    view, (lat, lon, zoom) = map_view(placed)
     style = ctx.settings.dashboard_map_style or plain_style_url()
     deck = pdk.Deck(
         layers=layers,
@@ -157,7 +159,20 @@ def render_map(ctx: PageContext, stations: pd.DataFrame, stops: pd.DataFrame, ch
     st.pydeck_chart(
         deck, on_select="rerun", selection_mode="single-object", key="map", height=MAP_HEIGHT_PX, width="stretch"
     )
-    st.html(map_legend_html(paths, depot=bool(paths), scale=scale_bar(lat, zoom)))
+    legend = map_legend_html(paths, depot=bool(paths), scale=scale_bar(lat, zoom))
+    st.html(legend + view_marker(lat, lon, zoom, ring, chosen))
+
+
+def view_marker(lat: float, lon: float, zoom: float, ring: pd.DataFrame, chosen: str | None) -> str:
+    """An invisible element saying what the deck's first view is (its bounds) and which station is
+    ringed: the map is a canvas, so this is what a browser test reads."""
+    south, west, north, east = view_bounds(lat, lon, zoom, width_px=MAP_WIDTH_PX, height_px=MAP_HEIGHT_PX)
+    ringed = html.escape(chosen or "") if not ring.empty else ""
+    return (
+        f'<div class="bs-map-view" hidden data-south="{south:.6f}" data-west="{west:.6f}" data-north="{north:.6f}" '
+        f'data-east="{east:.6f}" data-lat="{lat:.6f}" data-lon="{lon:.6f}" data-zoom="{zoom:.3f}" '
+        f'data-highlight="{ringed}"></div>'
+    )
 
 
 def no_prediction_reason(ctx: PageContext, row: pd.Series, history: pd.DataFrame, end: pd.Timestamp) -> None:
