@@ -14,7 +14,12 @@ each run in fresh processes (Streamlit itself is imported before any clock start
 ``warm-up`` is what ``bikeshare dashboard`` spends before it listens, ``registry`` the background
 MLflow read (child process). Prints median (min-max) over ``--runs``.
 
+``--browser``: the pages as headless Chromium sees them from a running ``bikeshare dashboard``
+(time to main content, filter change, station pick; the fleet overview with ``--cities``), see
+``bench/dashboard_browser.py``. ``--lake``/``--state`` point at an existing lake instead of ``--root``'s.
+
     .venv/bin/python bench/dashboard_load.py --root /tmp/dashboard-bench [--runs 5] [--shared ../shared/data]
+    .venv/bin/python bench/dashboard_load.py --browser --root /tmp/dashboard-bench --cities 2 10
 """
 
 from __future__ import annotations
@@ -87,6 +92,11 @@ def main() -> None:
     parser.add_argument("--root", type=Path, help="Folder of the bench lake (see bench/dashboard_lake.py).")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--shared", type=Path, default=None, help="Shared data folder (holding baywheels-2023-03/).")
+    parser.add_argument("--browser", action="store_true", help="Measure in headless Chromium (see above).")
+    parser.add_argument("--lake", type=Path, help="An existing lake to read instead of --root's (no build).")
+    parser.add_argument("--state", type=Path, help="Its state dir (MLflow store); with --lake.")
+    parser.add_argument("--city", default=None, help="The city the pages open on (default: the bench lake's).")
+    parser.add_argument("--cities", type=int, nargs="*", default=[], help="Browser: fleet overview with N cities.")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="served", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -98,17 +108,26 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     import dashboard_lake
 
-    shared = args.shared or Path(os.environ.get("BIKESHARE_SHARED_DATA") or "../shared/data")
     args.root.mkdir(parents=True, exist_ok=True)
-    dashboard_lake.build(args.root, shared)
+    if args.lake is None:
+        shared = args.shared or Path(os.environ.get("BIKESHARE_SHARED_DATA") or "../shared/data")
+        dashboard_lake.build(args.root, shared)
+    lake, state = args.lake or args.root / "lake", args.state or args.root / "state"
+    city = args.city or dashboard_lake.CITY
     env = {k: v for k, v in os.environ.items() if not k.startswith("BIKESHARE_")}
     env.update(
-        BIKESHARE_CITY=dashboard_lake.CITY,
-        BIKESHARE_LAKE_URI=str(args.root / "lake"),
-        BIKESHARE_STATE_DIR=str(args.root / "state"),
+        BIKESHARE_CITY=city,
+        BIKESHARE_LAKE_URI=str(lake),
+        BIKESHARE_STATE_DIR=str(state),
         BIKESHARE_WEATHER_ENABLED="false",
     )
-    print(f"lake {args.root / 'lake'}; {args.runs} runs per page, a fresh process each")
+    if args.browser:
+        import dashboard_browser
+
+        print(f"lake {lake}; browser mode, {args.runs} runs per measure after a first one")
+        dashboard_browser.run(env, lake, city, args.runs, args.cities, args.root)
+        return
+    print(f"lake {lake}; {args.runs} runs per page, a fresh process each")
     print(f"{'page':<18} {'first view':>24} {'cached':>24} {'cold process':>24}")
     worst, warm_ups, registry = 0.0, [], []
     for page in PAGES:
