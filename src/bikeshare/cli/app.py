@@ -105,6 +105,12 @@ def fleet_of(state: CliState, base: Settings) -> Fleet | None:
         raise typer.BadParameter(str(exc), param_hint="--fleet") from None
 
 
+def fleet_options(ctx: typer.Context) -> tuple[Path | None, str | None]:
+    """The ``--fleet`` file and the ``--city`` key given to the app (either may be None)."""
+    state = _state(ctx)
+    return state.fleet_file, state.city
+
+
 def city_settings(ctx: typer.Context, key: str) -> Settings:
     """City ``key``'s settings: its table of the ``--fleet`` file, else the settings with ``city=key``
     (for a command that needs a city's settings but no adapters, such as a recording import)."""

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bikeshare.cli.app import _state, app, resources_of, settings_of
+from bikeshare.cli.app import app, fleet_options, resources_of, settings_of
 from bikeshare.enums import Alias
 
 
@@ -69,14 +69,14 @@ def dashboard(
     """Run the operations dashboard (Streamlit) on 127.0.0.1 until Ctrl-C."""
     from bikeshare.dashboard.launch import run_dashboard
 
-    state = _state(ctx)
+    fleet_file, city = fleet_options(ctx)
     settings = settings_of(ctx)
-    if state.city is not None:  # --city: the city the picker starts on
-        settings = settings.with_values(city=state.city)
+    if city is not None:  # --city: the city the picker starts on
+        settings = settings.with_values(city=city)
     port = settings.dashboard_port if port is None else port
     typer.echo(
         f"dashboard on http://127.0.0.1:{port} (lake {settings.lake_uri}, city {settings.city}); Ctrl-C stops it"
     )
-    code = run_dashboard(settings, port=port, fleet_file=state.fleet_file)
+    code = run_dashboard(settings, port=port, fleet_file=fleet_file)
     if code:
         raise typer.Exit(code=code)
