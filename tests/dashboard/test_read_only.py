@@ -61,3 +61,32 @@ def test_the_dashboard_reader_refuses_writes_and_outside_files(lake: Lake, tmp_p
         reader.close()
     assert _snapshot(Path(lake.root)) == before
     assert _snapshot(tmp_path) == around
+
+
+def test_the_reader_follows_compaction_and_new_days_without_a_restart(lake: Lake) -> None:
+    from bikeshare.lake.compaction import compact
+
+    def snapshot(day: str, minute: int) -> None:
+        ts = pd.Timestamp(f"{day} 10:{minute:02d}", tz="UTC")
+        rows = pd.DataFrame({"station_id": ["a", "b"], "bikes": [1, 2], "last_updated": [ts, ts], "masked": False})
+        lake.write(STATION_STATUS, rows, city="sf", dt=f"{day}-10-{minute:02d}", name="a")
+
+    def count(reader: LakeReader) -> int:
+        return int(reader.frame("SELECT count(*) AS n FROM station_status")["n"].iloc[0])
+
+    for minute in (0, 5):
+        snapshot("2023-03-01", minute)
+        snapshot("2023-03-02", minute)
+    reader = LakeReader(lake)
+    try:
+        assert count(reader) == 8
+        compact(lake, city="sf", before="2023-03-02", remove_after_s=0.0)  # day 1 folded, its minutes gone
+        snapshot("2023-03-03", 0)  # a new day after the views were bound
+        reader.refresh(1)
+        assert count(reader) == 10 == lake.read(STATION_STATUS, city="sf").num_rows
+        reader.refresh(1)  # the same cache period: nothing is re-read
+        compact(lake, city="sf", before="2023-03-03", remove_after_s=0.0)
+        reader.refresh(2)
+        assert count(reader) == 10
+    finally:
+        reader.close()

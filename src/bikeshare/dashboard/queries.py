@@ -89,37 +89,41 @@ def spec_of(table: str) -> TableSpec:
 class LakeReader:
     """One DuckDB connection with the lake's views, shared by every session of the process.
 
-    Views are created when a query first names them (``Lake.refresh_views`` with the views the SQL
-    mentions and what they read): binding a view over thousands of files takes a moment, and a page
-    needs a few. Each query runs on its own cursor (DuckDB connections are not shared between
-    threads). Views of tables that had no file yet are rebuilt once per cache period, so data
-    written after the start shows up without a restart.
+    Views are created when a query first names them (with what they read): binding a view over
+    thousands of files takes a moment, and a page needs a few. Each query runs on its own cursor
+    (DuckDB connections are not shared between threads). Once per cache period every bound table
+    view is checked against the lake's layout and rebound when its scan changed: files in a table
+    that was empty, a new day's minutes, a day compaction folded into one file.
     """
 
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
         self._lock = threading.Lock()
         self._con = lake.connect_read_only(views=())  # no file outside the lake, no setting change
-        self._created: set[str] = set()
-        self._empty: set[str] = set()
+        self._bound: dict[str, str] = {}  # view -> the SQL it was created with
         self._checked_epoch: int | None = None
         self._days: OrderedDict[tuple[str, ...], Any] = OrderedDict()
 
     def _ensure(self, sql: str) -> None:
         mentioned = {name for name in VIEW_NAMES if re.search(rf"\b{name}\b", sql)}
-        if mentioned <= self._created:
+        if mentioned <= self._bound.keys():
             return
         with self._lock:
-            missing = view_closure(mentioned) - self._created
-            if missing:
-                self.lake.refresh_views(self._con, views=missing)
-                self._created |= view_closure(missing)
-                self._empty = self._empty_views()
+            self._bind(view_closure(mentioned) - self._bound.keys())
 
-    def _empty_views(self) -> set[str]:
-        rows = self._con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()
-        names = {spec.name for spec in ALL_TABLES}
-        return {name for name, sql in rows if name in names and "read_parquet" not in sql}
+    def _bind(self, names: set[str]) -> None:
+        """(Re)create the views ``names`` whose SQL differs from what they were bound with (lock held)."""
+        for spec in ALL_TABLES:
+            if spec.name in names:
+                self._create(spec.name, self.lake.scan_sql(spec))
+        for name, sql in DERIVED_VIEWS.items():
+            if name in names:
+                self._create(name, sql)
+
+    def _create(self, name: str, sql: str) -> None:
+        if self._bound.get(name) != sql:
+            self._con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
+            self._bound[name] = sql
 
     def day_cached(self, key: tuple[str, ...], compute: Any) -> Any:
         """A result keyed by its input's content (e.g. a day and its file count), kept for the process (LRU)."""
@@ -139,11 +143,10 @@ class LakeReader:
         self._ensure(" ".join(views))
 
     def refresh(self, epoch: int) -> None:
-        """Rebuild the views of tables that were empty (at most once per cache period)."""
+        """Rebind the table views whose scan changed (at most once per cache period)."""
         with self._lock:
-            if self._checked_epoch != epoch and self._empty:
-                self.lake.refresh_views(self._con, views=self._empty)
-                self._empty = self._empty_views()
+            if self._checked_epoch != epoch:
+                self._bind({spec.name for spec in ALL_TABLES} & self._bound.keys())
             self._checked_epoch = epoch
 
     def frame(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
