@@ -10,6 +10,11 @@ jobs): per 5-minute slot one ``inference`` file (every station x 2 targets, prod
 jobs); hourly ``plans``, ``monitoring_runs``, ``monitor_metrics``, ``endpoint_metrics`` and a few
 ``alert_events`` a day. The last slot of each growth step is scored for real (the bench's inference
 batch), so the synthetic slots stop before it.
+
+Ages count from the recording's first UTC day; copy ``k`` fills days ``[28k, 28k + 28)``. The
+recording starts at 18:47 on its first day, so each copy leaves ~19 h without snapshots at the start
+of its 28 days (as a feed outage would). The recording holds ~127 snapshots a day (a snapshot about
+every 11 minutes, not every minute), so station_status gets ~127 files a day, not 1,440.
 """
 
 from __future__ import annotations
