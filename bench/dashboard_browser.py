@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -45,37 +42,16 @@ PAGES: dict[str, str] = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def dashboard(env: dict[str, str]) -> Iterator[str]:
-    """`bikeshare dashboard` on a free port until the block ends (SIGTERM)."""
-    port = free_port()
-    cli = Path(sys.executable).with_name("bikeshare")
-    proc = subprocess.Popen([str(cli), "dashboard", "--port", str(port)], env=env)
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"bikeshare dashboard exited with {proc.returncode}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the dashboard did not listen within 300 s") from None
-                time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    """`bikeshare dashboard` on a free port until the block ends (``tests/support/processes.py``)."""
+    tests = str(Path(__file__).resolve().parents[1] / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    from support.processes import running_dashboard
+
+    with running_dashboard(env) as url:
+        yield url
 
 
 def settle(page: Any) -> None:

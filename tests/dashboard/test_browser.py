@@ -12,11 +12,6 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +20,7 @@ import pandas as pd
 import pytest
 
 from bikeshare.lake.store import Lake
+from support.processes import running_dashboard
 
 from .conftest import OSLO, World
 
@@ -49,35 +45,12 @@ def chromium_path() -> str:
     return found
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"bikeshare dashboard exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"bikeshare dashboard did not listen on {port} within {timeout_s} s")
-
-
 @pytest.fixture
 def dashboard_url(fleet_world: World, free_port: int) -> Iterator[str]:
     """`bikeshare dashboard --port <free>` on the two-city lake in its own process, stopped with SIGTERM."""
-    cli = Path(sys.executable).with_name("bikeshare")
     env = {k: v for k, v in os.environ.items() if not k.startswith("BIKESHARE_")} | fleet_world.env()
-    proc = subprocess.Popen([str(cli), "dashboard", "--port", str(free_port)], env=env)
-    try:
-        wait_for_port(free_port, proc, 90)
-        yield f"http://127.0.0.1:{free_port}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with running_dashboard(env, port=free_port, timeout_s=90) as url:
+        yield url
 
 
 def lake_rows(world: World, sql: str) -> pd.DataFrame:

@@ -30,7 +30,7 @@ from bikeshare.training.forecast_bundle import (
     ForecastScores,
 )
 from bikeshare.training.metrics import best_fbeta_threshold, fit_isotonic
-from bikeshare.training.models import positive_weight
+from bikeshare.training.models import lightgbm_params, positive_weight
 from bikeshare.training.report import ScoreMetrics, SliceComparison
 from bikeshare.training.split import TimeSplit, plan_split, split_frame
 
@@ -250,23 +250,8 @@ def forecast_horizons(settings: Settings) -> tuple[int, ...]:
 
 
 def _lgb_params(settings: Settings, objective: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "objective": objective,
-        "learning_rate": settings.train_learning_rate,
-        "num_leaves": settings.train_num_leaves,
-        "min_data_in_leaf": settings.train_min_rows_per_leaf,
-        "bagging_fraction": settings.train_subsample,
-        "bagging_freq": 1,
-        "feature_fraction": settings.train_feature_fraction,
-        "lambda_l2": settings.train_l2,
-        "max_bin": settings.train_max_bin,
-        "num_threads": settings.train_threads,
-        "seed": settings.random_seed,
-        "deterministic": True,
-        "force_row_wise": True,
-        "verbose": -1,
-        **extra,
-    }
+    """The 30-minute models' regularised LightGBM parameters with another objective (and its options)."""
+    return {**lightgbm_params(settings), "objective": objective, **extra}
 
 
 def _fit(x: np.ndarray, y: np.ndarray, params: dict[str, Any], *, names: list[str], rounds: int, weight=None) -> Any:
