@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-RECORDING = "baywheels-2023-03"
 CITY = "sf"
 TRAIN_START, TRAIN_END = pd.Timestamp("2023-03-05T00:00Z"), pd.Timestamp("2023-03-07T23:55Z")
 SCORE_START = pd.Timestamp("2023-03-09T00:00Z")
@@ -82,7 +81,6 @@ def settings_for(root: Path, **extra: Any) -> Any:
 
 
 def ensure_backfill(root: Path, shared: Path) -> None:
-    from bikeshare.gbfs.recording import Recording, RecordingError, import_jsonl_recording
     from bikeshare.ingest.backfill import backfill
     from bikeshare.lake.store import Lake
     from bikeshare.lake.tables import STATION_STATUS
@@ -91,15 +89,9 @@ def ensure_backfill(root: Path, shared: Path) -> None:
     lake = Lake.open(settings.lake_uri)
     if lake.partitions(STATION_STATUS, city=CITY, dt_glob="2023-03-29*"):
         return
-    dest = root / "recording"
-    try:
-        recording = Recording.open(dest)
-    except RecordingError:
-        src = shared / RECORDING
-        if not (src / "station_status.jsonl.gz").is_file():
-            sys.exit(f"shared recording not found at {src}: pass --shared or set BIKESHARE_SHARED_DATA")
-        log(f"importing {src}")
-        recording = import_jsonl_recording(src, dest, city=CITY, overwrite=True)
+    from shared_data import shared_recording
+
+    recording = shared_recording(shared, root)
     log("backfilling 4 weeks")
     report = backfill(recording=recording, lake=lake, settings=settings, workers=2)
     log(f"backfill: {report}")

@@ -36,7 +36,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-RECORDING = "baywheels-2023-03"
 CITY = "sf"
 COPY_DAYS = 28
 SLOT_MIN = 5
@@ -114,19 +113,11 @@ class World:
     @classmethod
     @contextmanager
     def open(cls, work: Path, shared: Path, *, bench: Path) -> Iterator[World]:
-        from bikeshare.gbfs.recording import Recording, RecordingError, import_jsonl_recording
         from bikeshare.lake.store import Lake
         from bikeshare.settings import Settings
+        from shared_data import shared_recording
 
-        base = work / "recording"
-        try:
-            recording = Recording.open(base)
-        except RecordingError:
-            src = shared / RECORDING
-            if not (src / "station_status.jsonl.gz").is_file():
-                sys.exit(f"shared recording not found at {src}: pass --shared or set BIKESHARE_SHARED_DATA")
-            print(f"importing {src} (once)", flush=True)
-            recording = import_jsonl_recording(src, base, city=CITY, overwrite=True)
+        recording = shared_recording(shared, work)
         settings = Settings(
             city=CITY,
             lake_uri=str(work / "lake"),
@@ -142,7 +133,7 @@ class World:
         state = json.loads(state_file.read_text()) if state_file.is_file() else {}
         world = cls(
             work=work,
-            base=base,
+            base=recording.path,
             bench=bench,
             settings=settings,
             lake=Lake.open(settings.lake_uri),

@@ -14,37 +14,17 @@ The shared data folder comes from ``--shared``, else BIKESHARE_SHARED_DATA, else
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from bikeshare.gbfs.recording import Recording, RecordingError, import_jsonl_recording
+from bikeshare.gbfs.recording import Recording
 from bikeshare.rebalancing.evaluation import RecordedCounts, plan_times, run_replay, summary_table
 from bikeshare.rebalancing.fleet import Fleet
 from bikeshare.rebalancing.plan import PlanParams
 from bikeshare.settings import Settings
-
-RECORDING = "baywheels-2023-03"
-
-
-def shared_recording(shared: str | None, cache: Path) -> Recording:
-    """The shared JSON Lines recording, converted once into the project's recording format under ``cache``."""
-    root = Path(shared or os.environ.get("BIKESHARE_SHARED_DATA") or "../shared/data")
-    src = root / RECORDING
-    if not (src / "station_status.jsonl.gz").is_file():
-        sys.exit(
-            f"shared recording not found at {src}: pass --shared <folder holding {RECORDING}/> "
-            "or set BIKESHARE_SHARED_DATA"
-        )
-    dest = cache / RECORDING
-    try:
-        return Recording.open(dest)
-    except RecordingError:
-        print(f"converting {src} into {dest} (once) ...", flush=True)
-        return import_jsonl_recording(src, dest, city="sf", overwrite=True)
+from shared_data import shared_recording
 
 
 def load_status(recording: Recording) -> pd.DataFrame:

@@ -24,7 +24,8 @@ from bikeshare.rebalancing.fleet import Fleet
 from bikeshare.rebalancing.forecast import FlowProfileForecaster
 from bikeshare.rebalancing.plan import PlanParams, make_plan
 from bikeshare.settings import Settings
-from rebalance_eval import load_status, shared_recording
+from rebalance_eval import load_status
+from shared_data import shared_recording
 
 
 def main(argv: list[str] | None = None) -> int:
